@@ -1,0 +1,37 @@
+# pocketstack: `make up` runs the cloud, `make test` runs the whole suite.
+# Both set themselves up (a .venv with the project and its test tools).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+PIP     = $(BIN)/pip --disable-pip-version-check -q
+
+.PHONY: up test tempest tempest-identity bench setup clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	@$(PIP) install -e '.[test,postgresql,mysql]' 2>&1 | grep -v "^WARNING: Location" || true
+	@$(BIN)/python -c "import pocketstack, starlette, sqlalchemy, bcrypt, openstack" 
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/pocketstack up $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS)
+
+# Tempest (in its own venv under .tempest/) against a cloud it starts itself.
+tempest: $(STAMP)
+	$(BIN)/python tools/tempest.py $(LIST)
+
+tempest-identity: $(STAMP)
+	$(BIN)/python tools/tempest.py --regex '^tempest\.api\.identity'
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .tempest .pytest_cache

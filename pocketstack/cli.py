@@ -1,0 +1,248 @@
+"""The `pocketstack` command: up, init, db upgrade, token-keys rotate, config get|set.
+
+User mistakes print one clear line (`pocketstack: error: ...`) and exit 2; nothing
+prints a traceback unless `POCKETSTACK_DEBUG=1`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from pocketstack import __version__
+from pocketstack.common.config import DEFAULTS, UP_OPTIONS, Config, ConfigError
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _state_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="where config, database, keys and logs live "
+                        "(env POCKETSTACK_STATE_DIR, default ~/.local/share/pocketstack)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pocketstack",
+                                     description="The OpenStack cloud on one machine, in seconds.")
+    parser.add_argument("--version", action="version", version=f"pocketstack {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = sub.add_parser("up", help="initialise on first run, then serve every enabled service",
+                        description="Initialise the state dir if needed (schema, keys, bootstrap), then "
+                                    "serve every enabled service on one port until Ctrl-C or SIGTERM.")
+    _state_dir_arg(up)
+    up.add_argument("--host", help="address to listen on (env POCKETSTACK_HOST, default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="port to listen on (env POCKETSTACK_PORT, default 5000)")
+    up.add_argument("--admin-password", help="admin password (env POCKETSTACK_ADMIN_PASSWORD; "
+                                             "default: a random one kept in the state dir)")
+    up.add_argument("--db-url", help="database URL (env POCKETSTACK_DB_URL; default SQLite in the state dir; "
+                                     "postgresql://... and mysql+pymysql://... work too)")
+    up.add_argument("--region", help="region name (env POCKETSTACK_REGION, default RegionOne)")
+    up.add_argument("--public-url", help="base URL clients use, if not http://HOST:PORT "
+                                         "(env POCKETSTACK_PUBLIC_URL)")
+    up.add_argument("--workers", type=int, help="server processes (env POCKETSTACK_WORKERS, default 1)")
+
+    init = sub.add_parser("init", help="create or update the state dir without serving",
+                          description="Create the schema, token keys, bootstrap data, catalog, "
+                                      "clouds.yaml and openrc. Safe to run again.")
+    _state_dir_arg(init)
+    init.add_argument("--admin-password", help="admin password (env POCKETSTACK_ADMIN_PASSWORD)")
+    init.add_argument("--db-url", help="database URL (env POCKETSTACK_DB_URL)")
+
+    dbp = sub.add_parser("db", help="database schema commands")
+    dbsub = dbp.add_subparsers(dest="db_command", metavar="ACTION")
+    dbup = dbsub.add_parser("upgrade", help="migrate every service's schema to the newest version (Alembic)")
+    _state_dir_arg(dbup)
+    dbup.add_argument("--db-url", help="database URL (env POCKETSTACK_DB_URL)")
+    dbver = dbsub.add_parser("version", help="show each service's schema version")
+    _state_dir_arg(dbver)
+    dbver.add_argument("--db-url", help="database URL (env POCKETSTACK_DB_URL)")
+
+    tk = sub.add_parser("token-keys", help="Fernet token key commands")
+    tksub = tk.add_subparsers(dest="tk_command", metavar="ACTION")
+    rot = tksub.add_parser("rotate", help="promote the staged key, stage a new one, prune the oldest")
+    _state_dir_arg(rot)
+
+    cfg = sub.add_parser("config", help="read or write the state dir's config file",
+                         description="Read or write pocketstack.conf with upstream's section and key names, "
+                                     "as the install guide does with openstack-config.")
+    cfgsub = cfg.add_subparsers(dest="cfg_command", metavar="ACTION")
+    get = cfgsub.add_parser("get", help="print one value")
+    _state_dir_arg(get)
+    get.add_argument("section")
+    get.add_argument("key")
+    setp = cfgsub.add_parser("set", help="write one value")
+    _state_dir_arg(setp)
+    setp.add_argument("section")
+    setp.add_argument("key")
+    setp.add_argument("value")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args, parser)
+    except (UserError, ConfigError) as exc:
+        print(f"pocketstack: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("POCKETSTACK_DEBUG"):
+            raise
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            print(f"pocketstack: error: cannot use the database: {exc.orig}".splitlines()[0], file=sys.stderr)
+            return 2
+        print(f"pocketstack: error: {type(exc).__name__}: {exc} (set POCKETSTACK_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+# ---------------------------------------------------------------------------- commands
+def _load(args) -> Config:
+    cfg = Config.load(getattr(args, "state_dir", None))
+    for name, (section, key) in UP_OPTIONS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            cfg.override(section, key, str(value))
+    if getattr(args, "admin_password", None):
+        os.environ["POCKETSTACK_ADMIN_PASSWORD"] = args.admin_password
+    return cfg
+
+
+def _persist_choices(cfg: Config) -> None:
+    """Flags given to `up`/`init` become the state dir's config, so later commands agree."""
+    for (section, key), value in cfg.overrides.items():
+        cfg.set(section, key, value)
+    cfg.save()
+
+
+def _runtime(cfg: Config, log_to_stderr: bool = True):
+    from pocketstack import server
+
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    server.setup_logging(cfg, to_stderr=log_to_stderr)
+    return server, server.build_runtime(cfg)
+
+
+def cmd_init(args, parser) -> int:
+    cfg = _load(args)
+    _persist_choices(cfg)
+    server, rt = _runtime(cfg)
+    explicit = bool(os.environ.get("POCKETSTACK_ADMIN_PASSWORD"))
+    result = server.initialise(rt, cfg.admin_password(), reset_password=explicit)
+    print(f"state dir: {cfg.state_dir}")
+    if result.get("migrated"):
+        print(f"schema migrated: {', '.join(result['migrated'])}")
+    print(f"clouds.yaml: {cfg.state_dir / 'clouds.yaml'}  (OS_CLOUD=pocketstack)")
+    print(f"openrc: {cfg.state_dir / 'openrc'}")
+    return 0
+
+
+def cmd_up(args, parser) -> int:
+    started = time.perf_counter()
+    cfg = _load(args)
+    _persist_choices(cfg)
+    server, rt = _runtime(cfg)
+    explicit = bool(os.environ.get("POCKETSTACK_ADMIN_PASSWORD"))
+    password = cfg.admin_password()
+    server.initialise(rt, password, reset_password=explicit)
+    app = server.create_app(rt)
+    import uvicorn
+
+    workers = cfg.getint("pocketstack", "workers") or 1
+    print(f"pocketstack {__version__} serving {', '.join(cfg.enabled_services)}", flush=True)
+    print(f"  URL:          {cfg.public_url}  (identity: {cfg.public_url}/v3)")
+    print(f"  admin:        admin / {password}  (project admin, domain Default)")
+    print(f"  clouds.yaml:  {cfg.state_dir / 'clouds.yaml'}  ->  export OS_CLOUD=pocketstack "
+          f"OS_CLIENT_CONFIG_FILE={cfg.state_dir / 'clouds.yaml'}")
+    print(f"  openrc:       source {cfg.state_dir / 'openrc'}")
+    print(f"  state dir:    {cfg.state_dir}  (database {rt.db.engine.url.render_as_string(hide_password=True)})")
+    print(f"  ready in {time.perf_counter() - started:.2f}s; Ctrl-C stops", flush=True)
+    if workers > 1:
+        os.environ["POCKETSTACK_STATE_DIR"] = str(cfg.state_dir)
+        for name, (section, key) in UP_OPTIONS.items():
+            if (section, key) in cfg.overrides:
+                os.environ["POCKETSTACK_" + name.upper()] = cfg.overrides[(section, key)]
+        rt.db.dispose()
+        uvicorn.run("pocketstack.server:worker_app", factory=True, host=cfg.host, port=cfg.port,
+                    workers=workers, log_config=None, access_log=False, lifespan="off",
+                    timeout_graceful_shutdown=5)
+    else:
+        config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=5)
+        try:
+            uvicorn.Server(config).run()
+        except OSError as exc:
+            raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
+    rt.tasks.shutdown()
+    print("pocketstack stopped", flush=True)
+    return 0
+
+
+def cmd_db(args, parser) -> int:
+    cfg = _load(args)
+    from pocketstack.common import db as dbmod
+
+    database = dbmod.Database(cfg.db_url)
+    if args.db_command == "upgrade":
+        changed = dbmod.upgrade(database)
+        print("upgraded: " + ", ".join(changed) if changed else "schema is up to date")
+        return 0
+    if args.db_command == "version":
+        for service in dbmod.MIGRATING_SERVICES:
+            print(f"{service}: {dbmod.current_revision(database, service) or 'none'} "
+                  f"(head {dbmod.head_revision(service)})")
+        return 0
+    parser.parse_args(["db", "--help"])
+    return 2
+
+
+def cmd_token_keys(args, parser) -> int:
+    if args.tk_command != "rotate":
+        parser.parse_args(["token-keys", "--help"])
+        return 2
+    cfg = _load(args)
+    from pocketstack.identity.fernet import KeyRepository
+
+    repo = KeyRepository(cfg.state_dir / "fernet-keys", cfg.getint("fernet_tokens", "max_active_keys"))
+    if not repo._keys():
+        raise UserError(f"no token keys in {repo.path}; run 'pocketstack init' first")
+    primary = repo.rotate()
+    print(f"rotated: key {primary} is now primary; keys kept: "
+          f"{', '.join(sorted(p.name for p in repo.path.iterdir() if p.name.isdigit()))}")
+    return 0
+
+
+def cmd_config(args, parser) -> int:
+    if args.cfg_command not in ("get", "set"):
+        parser.parse_args(["config", "--help"])
+        return 2
+    cfg = Config.load(args.state_dir)
+    if args.cfg_command == "get":
+        value = cfg.get(args.section, args.key, default=None)
+        if value == "" and (args.section, args.key) not in DEFAULTS and not (
+                cfg.parser.has_option(args.section, args.key) if args.section != "DEFAULT" else False):
+            raise UserError(f"[{args.section}] {args.key} is not set")
+        print(value)
+        return 0
+    cfg.set(args.section, args.key, args.value)
+    cfg.save()
+    print(f"[{args.section}] {args.key} = {args.value}  ({cfg.path})")
+    return 0
+
+
+COMMANDS = {"up": cmd_up, "init": cmd_init, "db": cmd_db, "token-keys": cmd_token_keys, "config": cmd_config}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""HTTP plumbing shared by every service's API: routing, bodies, auth, errors, logging.
+
+A service builds an `Api` (its name, its error format), declares routes with
+`@api.route(...)`, and mounts `api.app()` (a Starlette app) in the root app. Handlers
+are plain functions `handler(req: ApiRequest)` that run in a worker thread (they may do
+blocking work: SQL, bcrypt, file I/O) and return a dict (JSON 200), a
+`(status, body[, headers])` tuple, or a Starlette `Response`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any, Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pocketstack.common.context import ANONYMOUS, AuthContext
+from pocketstack.common.errors import (
+    ApiError,
+    BadRequest,
+    ErrorFormat,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    json_error_response,
+    keystone_format,
+)
+
+log = logging.getLogger("pocketstack.api")
+access_log = logging.getLogger("pocketstack.access")
+
+Authenticator = Callable[[str], AuthContext]
+_authenticator: Authenticator | None = None
+
+
+def set_authenticator(fn: Authenticator | None) -> None:
+    """Identity registers its token validation here; every service's API uses it."""
+    global _authenticator
+    _authenticator = fn
+
+
+def authenticate(token: str) -> AuthContext:
+    if _authenticator is None:
+        raise Unauthorized()
+    return _authenticator(token)
+
+
+class ApiRequest:
+    """What a handler sees: parsed body, query, path params and the auth context."""
+
+    __slots__ = ("raw", "path_params", "query", "headers", "body", "_json", "_context",
+                 "api", "method", "state")
+
+    def __init__(self, raw: Request, body: bytes, api: "Api"):
+        self.raw = raw
+        self.path_params = raw.path_params
+        self.query = raw.query_params
+        self.headers = raw.headers
+        self.body = body
+        self.method = raw.method
+        self.api = api
+        self._json: Any = _UNSET
+        self._context: AuthContext | None = None
+        self.state: dict = {}
+
+    # -- body ---------------------------------------------------------------
+    @property
+    def json(self) -> Any:
+        if self._json is _UNSET:
+            if not self.body:
+                self._json = None
+            else:
+                try:
+                    self._json = json.loads(self.body)
+                except (ValueError, UnicodeDecodeError):
+                    raise BadRequest("Malformed request body: it is not valid JSON.") from None
+        return self._json
+
+    def json_object(self, key: str | None = None) -> dict:
+        """The body as a JSON object (or its `key` member, which must be an object)."""
+        data = self.json
+        if not isinstance(data, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        if key is None:
+            return data
+        inner = data.get(key)
+        if not isinstance(inner, dict):
+            raise BadRequest(f"Invalid input for field '{key}': it must be an object.")
+        return inner
+
+    # -- auth ---------------------------------------------------------------
+    @property
+    def token(self) -> str | None:
+        return self.headers.get("x-auth-token") or None
+
+    @property
+    def context(self) -> AuthContext:
+        """The caller; raises 401 when there is no valid token."""
+        if self._context is None:
+            token = self.token
+            if not token:
+                raise Unauthorized()
+            self._context = authenticate(token)
+        return self._context
+
+    @property
+    def optional_context(self) -> AuthContext:
+        return self.context if self.token else ANONYMOUS
+
+    # -- urls ---------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """Scheme://host[:port]/<mount prefix>, without the trailing slash."""
+        return str(self.raw.base_url).rstrip("/")
+
+    @property
+    def url(self) -> str:
+        return str(self.raw.url)
+
+    def query_flag(self, name: str) -> bool:
+        """Keystone-style boolean query parameters: present without value = true."""
+        if name not in self.query:
+            return False
+        value = self.query.get(name, "")
+        return value.lower() not in ("0", "false", "no", "off")
+
+
+_UNSET = object()
+
+
+class Api:
+    """One service's routes, error format and limits; `app()` is its ASGI app."""
+
+    def __init__(self, name: str, *, error_format: ErrorFormat = keystone_format,
+                 max_body: int = 114688, www_authenticate: str | None = None):
+        self.name = name
+        self.error_format = error_format
+        self.max_body = max_body
+        self.www_authenticate = www_authenticate
+        self.routes: list[Route] = []
+
+    def route(self, path: str, methods: str | list[str] = "GET") -> Callable:
+        if isinstance(methods, str):
+            methods = [methods]
+
+        def decorate(handler):
+            self.routes.append(Route(path, self._endpoint(handler), methods=methods,
+                                     name=f"{handler.__module__}.{handler.__name__}"))
+            return handler
+
+        return decorate
+
+    def error_response(self, err: ApiError) -> Response:
+        if err.code == 401 and self.www_authenticate and "WWW-Authenticate" not in err.headers:
+            err.headers["WWW-Authenticate"] = self.www_authenticate
+        return json_error_response(err, self.error_format)
+
+    def _endpoint(self, handler):
+        api = self
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await _read_body(request, api.max_body)
+                req = ApiRequest(request, body, api)
+                result = await run_in_threadpool(handler, req)
+                return to_response(result)
+            except ApiError as err:
+                return api.error_response(err)
+            except Exception:
+                log.exception("unhandled error in %s %s", request.method, _redact(request.url.path))
+                return api.error_response(ApiError())
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    def app(self) -> Starlette:
+        api = self
+
+        async def http_error(request, exc: HTTPException):
+            if exc.status_code == 405:
+                return api.error_response(MethodNotAllowed())
+            if exc.status_code == 404:
+                return api.error_response(NotFound(f"The resource could not be found."))
+            err = ApiError(exc.detail)
+            err.code = exc.status_code
+            return api.error_response(err)
+
+        async def not_found(request, exc):
+            return api.error_response(NotFound("The resource could not be found."))
+
+        return Starlette(routes=self.routes, exception_handlers={HTTPException: http_error, 404: not_found})
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        declared = request.headers.get("content-length")
+        if not declared or declared == "0":
+            return b""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def to_response(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    status, headers = 200, None
+    if isinstance(result, tuple):
+        if len(result) == 3:
+            status, result, headers = result
+        else:
+            status, result = result
+    if result is None:
+        return Response(status_code=status, headers=headers)
+    body = json.dumps(result, separators=(",", ":"), default=_json_default).encode()
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def _json_default(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return to_response((status, body, headers or {}))
+
+
+# ---------------------------------------------------------------------------- middleware
+_SECRET_PATH = re.compile(r"(/tokens/|/OS-EC2/|/ec2tokens/)[^/?]+", re.IGNORECASE)
+
+
+def _redact(path: str) -> str:
+    """Token ids and EC2 access keys appear in some URLs; never log them."""
+    return _SECRET_PATH.sub(lambda m: m.group(1) + "***", path)
+
+
+class RequestIdMiddleware:
+    """Adds `x-openstack-request-id` to every response and writes one access-log line."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request_id = "req-" + str(uuid.uuid4())
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-openstack-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info("%s %s %s %s %.1fms", request_id, scope.get("method"),
+                                _redact(scope.get("path", "")), status_holder["status"],
+                                (time.perf_counter() - started) * 1000)
