@@ -81,8 +81,13 @@ class ApiRequest:
             else:
                 try:
                     self._json = json.loads(self.body)
-                except (ValueError, UnicodeDecodeError):
+                except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting too
                     raise BadRequest("Malformed request body: it is not valid JSON.") from None
+                # Only \u escapes can smuggle in lone surrogates or NUL, which no database stores.
+                if b"\\u" in self.body and _has_unstorable_text(self._json):
+                    self._json = _UNSET
+                    raise BadRequest("Malformed request body: it contains invalid characters "
+                                     "(NUL or unpaired surrogates).")
         return self._json
 
     def json_object(self, key: str | None = None) -> dict:
@@ -137,6 +142,25 @@ class ApiRequest:
 _UNSET = object()
 
 
+def _has_unstorable_text(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 class Api:
     """One service's routes, error format and limits; `app()` is its ASGI app."""
 
@@ -148,13 +172,19 @@ class Api:
         self.www_authenticate = www_authenticate
         self.routes: list[Route] = []
 
-    def route(self, path: str, methods: str | list[str] = "GET") -> Callable:
+    def route(self, path: str, methods: str | list[str] = "GET", *, inline: bool = False) -> Callable:
+        """Declare a handler. `inline=True` runs it on the event loop instead of a worker
+        thread, saving the thread hop (~0.2 ms of CPU, a third of a cached token
+        validation): only for handlers that never do slow blocking work in the common
+        case (no bcrypt, no remote calls, a few indexed reads)."""
         if isinstance(methods, str):
             methods = [methods]
 
         def decorate(handler):
-            self.routes.append(Route(path, self._endpoint(handler), methods=methods,
-                                     name=f"{handler.__module__}.{handler.__name__}"))
+            route = Route(path, self._endpoint(handler, inline), methods=methods,
+                          name=f"{handler.__module__}.{handler.__name__}")
+            route.explicit_methods = tuple(mt.upper() for mt in methods)
+            self.routes.append(route)
             return handler
 
         return decorate
@@ -164,14 +194,19 @@ class Api:
             err.headers["WWW-Authenticate"] = self.www_authenticate
         return json_error_response(err, self.error_format)
 
-    def _endpoint(self, handler):
+    def _endpoint(self, handler, inline: bool = False):
         api = self
 
         async def endpoint(request: Request) -> Response:
             try:
                 body = await _read_body(request, api.max_body)
                 req = ApiRequest(request, body, api)
-                result = await run_in_threadpool(handler, req)
+                # A NUL (%00) in an id or a filter can match nothing, and PostgreSQL refuses it outright.
+                if _has_unstorable_text(list(request.path_params.values())):
+                    raise NotFound("The resource could not be found.")
+                if _has_unstorable_text([x for kv in request.query_params.multi_items() for x in kv]):
+                    raise BadRequest("Invalid query string: it contains invalid characters (NUL).")
+                result = handler(req) if inline else await run_in_threadpool(handler, req)
                 return to_response(result)
             except ApiError as err:
                 return api.error_response(err)
@@ -197,7 +232,10 @@ class Api:
         async def not_found(request, exc):
             return api.error_response(NotFound("The resource could not be found."))
 
-        return Starlette(routes=self.routes, exception_handlers={HTTPException: http_error, 404: not_found})
+        # Starlette lets every GET route answer HEAD too; routes that declare HEAD themselves
+        # (204 checks) must win, so they go first. Other methods still match as before.
+        routes = sorted(self.routes, key=lambda r: "HEAD" not in getattr(r, "explicit_methods", ()))
+        return Starlette(routes=routes, exception_handlers={HTTPException: http_error, 404: not_found})
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -57,6 +57,19 @@ def sync_catalog(sess: Session, public_url: str, region: str, enabled: list[str]
                                         region_id=region, enabled=True, extra={}))
                 elif ep.url != url:
                     ep.url = url
+    # Services that are no longer enabled lose the endpoints we made for them (identified by
+    # our URL prefix, so operators' own entries are left alone) and then the service itself.
+    for service, (types, prefix, suffix) in SERVICES.items():
+        if service in enabled or not types:
+            continue
+        ours = public_url + prefix + suffix
+        for svc in sess.execute(select(m.Service).where(m.Service.type.in_(types))).scalars():
+            eps = list(sess.execute(select(m.Endpoint).where(m.Endpoint.service_id == svc.id)).scalars())
+            for ep in eps:
+                if ep.url == ours:
+                    sess.delete(ep)
+            if eps and all(ep.url == ours for ep in eps):
+                sess.delete(svc)
 
 
 # ---------------------------------------------------------------------------- regions
@@ -103,15 +116,20 @@ def update_region(sess: Session, region_id: str, data: dict, ctx=None) -> m.Regi
 
 
 def delete_region(sess: Session, region_id: str, ctx=None) -> None:
+    """As Keystone: the child regions go too, unless the region or a descendant has endpoints."""
     region = get_region(sess, region_id)
-    if sess.execute(select(m.Region.id).where(m.Region.parent_region_id == region.id)).first():
+    tree, todo = [region.id], [region.id]
+    while todo:
+        kids = [k for k in sess.execute(select(m.Region.id).where(m.Region.parent_region_id.in_(todo))).scalars()
+                if k not in tree]
+        tree += kids
+        todo = kids
+    if sess.execute(select(m.Endpoint.id).where(m.Endpoint.region_id.in_(tree))).first():
         raise Forbidden("Unable to delete region %s because it or its child regions have associated "
                         "endpoints." % region.id)
-    if sess.execute(select(m.Endpoint.id).where(m.Endpoint.region_id == region.id)).first():
-        raise Forbidden("Unable to delete region %s because it or its child regions have associated "
-                        "endpoints." % region.id)
-    sess.delete(region)
-    emit("region.deleted", region_id, ctx)
+    for rid in reversed(tree):
+        sess.delete(sess.get(m.Region, rid))
+        emit("region.deleted", rid, ctx)
 
 
 # ---------------------------------------------------------------------------- services
@@ -174,7 +192,10 @@ def _check_endpoint(sess: Session, data: dict, partial: bool) -> dict:
     if region:
         check_str(region, "region_id")
         if sess.get(m.Region, region) is None:
-            raise BadRequest(f"Region {region} does not exist.")
+            if data.get("region_id") is not None:
+                raise BadRequest(f"Region {region} does not exist.")
+            # The legacy `region` field (v2-style clients) creates the region, as Keystone does.
+            create_region(sess, {}, region_id=region)
         out["region_id"] = region
     elif "region_id" in data or "region" in data:
         out["region_id"] = None

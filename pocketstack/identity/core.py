@@ -64,18 +64,34 @@ def _bump_generation(sess: Session, flush_context, instances):
 @event.listens_for(Session, "after_rollback")
 def _reset_bump(sess: Session):
     sess.info.pop("identity_bumped", None)
+    sess.info.pop(_GENERATION_MEMO, None)
 
 
 def bump_generation(sess: Session) -> None:
     """Invalidate every process's identity caches (token validations, catalogs)."""
+    sess.info.pop(_GENERATION_MEMO, None)
     res = sess.execute(update(Generation).where(Generation.name == "identity")
                        .values(value=Generation.value + 1))
     if res.rowcount == 0:
         sess.add(Generation(name="identity", value=1))
 
 
+_GENERATION_MEMO = "identity_generation"
+_GENERATION_SQL = "SELECT value FROM common_generation WHERE name = 'identity'"
+
+
 def generation(sess: Session) -> int:
-    return sess.execute(select(Generation.value).where(Generation.name == "identity")).scalar() or 0
+    """The identity generation, read once per transaction (a validation asks up to three
+    times per request); our own bumps, commit and rollback drop the memo. Plain SQL: this
+    runs on every request, and SQLAlchemy's statement compilation would cost more than
+    the query itself."""
+    value = sess.info.get(_GENERATION_MEMO)
+    if value is None:
+        if sess.autoflush:
+            sess.flush()  # as an ORM query would: our pending writes bump the counter first
+        value = sess.connection().exec_driver_sql(_GENERATION_SQL).scalar() or 0
+        sess.info[_GENERATION_MEMO] = value
+    return value
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -146,10 +162,18 @@ def get_domain(sess: Session, domain_id: str) -> m.Domain:
     return _get(sess, m.Domain, domain_id, "domain")
 
 
+def _check_ref(ref, what: str) -> None:
+    """An `{"id"|"name": ...}` reference (auth bodies, scope): its id and name are strings."""
+    if not isinstance(ref, dict):
+        raise BadRequest(f"Invalid {what} reference.")
+    for key in ("id", "name"):
+        if ref.get(key) is not None and not isinstance(ref[key], str):
+            raise BadRequest(f"Invalid input for field '{key}' of the {what}: it must be a string.")
+
+
 def find_domain(sess: Session, ref: dict) -> m.Domain:
     """A domain from `{"id": ...}` or `{"name": ...}` (auth bodies, scope)."""
-    if not isinstance(ref, dict):
-        raise BadRequest("Invalid domain reference.")
+    _check_ref(ref, "domain")
     if ref.get("id"):
         return get_domain(sess, ref["id"])
     if ref.get("name"):
@@ -164,7 +188,10 @@ def create_domain(sess: Session, data: dict, ctx=None, domain_id: str | None = N
     name = check_name(data.get("name"), max_len=64)
     if sess.execute(select(m.Domain.id).where(m.Domain.name == name)).first():
         raise Conflict(f"Conflict occurred attempting to store domain - Duplicate entry found with name {name}.")
-    dom = m.Domain(id=domain_id or data.get("explicit_domain_id") or new_id(), name=name,
+    dom_id = domain_id or check_str(data.get("explicit_domain_id"), "explicit_domain_id", max_len=64) or new_id()
+    if sess.get(m.Domain, dom_id) is not None:
+        raise Conflict(f"Conflict occurred attempting to store domain - Duplicate ID, {dom_id}.")
+    dom = m.Domain(id=dom_id, name=name,
                    description=check_str(data.get("description"), "description"),
                    enabled=check_bool(data.get("enabled", True), "enabled"),
                    tags=check_tags(data.get("tags", [])),
@@ -225,7 +252,8 @@ def delete_domain(sess: Session, domain_id: str, ctx=None) -> None:
 
 def _check_immutable(obj, data) -> None:
     opts = getattr(obj, "options", None) or {}
-    if opts.get("immutable") and not (set(data) == {"options"} and data["options"].get("immutable") is False):
+    if opts.get("immutable") and not (set(data) == {"options"} and isinstance(data["options"], dict)
+                                      and data["options"].get("immutable") is False):
         raise Forbidden(f"Resource {obj.id} is immutable; unset the 'immutable' option first.")
 
 
@@ -239,8 +267,7 @@ def get_project(sess: Session, project_id: str) -> m.Project:
 
 
 def find_project(sess: Session, ref: dict) -> m.Project:
-    if not isinstance(ref, dict):
-        raise BadRequest("Invalid project reference.")
+    _check_ref(ref, "project")
     if ref.get("id"):
         return get_project(sess, ref["id"])
     if ref.get("name"):
@@ -261,6 +288,8 @@ def create_project(sess: Session, data: dict, ctx=None) -> m.Project:
         return dom  # type: ignore[return-value]
     name = check_name(data.get("name"), max_len=64)
     parent_id = check_str(data.get("parent_id"), "parent_id")
+    if parent_id == "":
+        raise BadRequest("Invalid input for field 'parent_id': it must be a project or domain id, or null.")
     domain_id = check_str(data.get("domain_id"), "domain_id")
     if parent_id:
         parent = sess.get(m.Project, parent_id)
@@ -322,6 +351,8 @@ def update_project(sess: Session, project_id: str, data: dict, ctx=None) -> m.Pr
             if parent is not None and not parent.enabled:
                 raise Forbidden("Cannot enable project %s since it has disabled parents." % proj.id)
         if not enabled and proj.enabled:
+            if any(p.enabled for p in subtree(sess, proj.id)):
+                raise Forbidden(f"Cannot disable project {proj.id} since its subtree contains enabled projects.")
             revoke(sess, project_id=proj.id)
         proj.enabled = enabled
     proj.extra = {**proj.extra, **_extra(data, {"name", "description", "enabled", "tags", "options",
@@ -395,8 +426,7 @@ def get_user(sess: Session, user_id: str) -> m.User:
 
 
 def find_user(sess: Session, ref: dict) -> m.User:
-    if not isinstance(ref, dict):
-        raise BadRequest("Invalid user reference.")
+    _check_ref(ref, "user")
     if ref.get("id"):
         return get_user(sess, ref["id"])
     if ref.get("name"):
@@ -432,7 +462,7 @@ def validate_password_rules(password) -> str:
 def _set_password(sess: Session, user: m.User, password: str, *, self_service: bool) -> None:
     validate_password_rules(password)
     count = conf().getint("security_compliance", "unique_last_password_count")
-    if count > 0:
+    if count > 0 and self_service:  # an administrator's reset is not held to the history
         recent = sess.execute(select(m.Password.password_hash).where(m.Password.user_id == user.id)
                               .order_by(m.Password.id.desc()).limit(count)).scalars()
         for old in recent:
@@ -740,7 +770,7 @@ def delete_role(sess: Session, role_id: str, ctx=None) -> None:
 
 def create_implied_role(sess: Session, prior_id: str, implied_id: str, ctx=None) -> None:
     prior, implied = get_role(sess, prior_id), get_role(sess, implied_id)
-    if implied.domain_id != NULL_DOMAIN and prior.domain_id != implied.domain_id:
+    if implied.domain_id != NULL_DOMAIN and prior.domain_id == NULL_DOMAIN:
         raise Forbidden("A global role cannot imply a domain-specific role.")
     # refuse cycles
     if prior.id == implied.id or prior.id in implied_closure(sess, [implied.id]):
@@ -802,11 +832,12 @@ def revoke_grant(sess: Session, actor_type: str, actor_id: str, target_type: str
         raise NotFound(f"Could not find role assignment with role: {role_id}, "
                        f"{actor_type}: {actor_id}, {target_type}: {target_id}.")
     sess.delete(row)
-    if actor_type == "user":
-        revoke(sess, user_id=actor_id)
-    else:
-        for uid in group_user_ids(sess, actor_id):
-            revoke(sess, user_id=uid)
+    # Tokens scoped to that project die, as in Keystone; the user's other tokens live on
+    # (roles are computed at validation, so they lose the role at once anyway).
+    if target_type == "project" and not inherited:
+        uids = [actor_id] if actor_type == "user" else group_user_ids(sess, actor_id)
+        for uid in uids:
+            revoke(sess, user_id=uid, project_id=target_id)
     emit("role_assignment.deleted", role_id, ctx, actor=actor_id, target=target_id)
 
 
@@ -901,9 +932,10 @@ def user_projects(sess: Session, user_id: str) -> list[m.Project]:
     pids = set()
     for kind, target, inherited in rows:
         if kind in ("UserProject", "GroupProject"):
-            if not inherited:
+            if inherited:  # only an inherited grant reaches the subprojects
+                pids.update(p.id for p in subtree(sess, target))
+            else:
                 pids.add(target)
-            pids.update(p.id for p in subtree(sess, target))
         elif kind in ("UserDomain", "GroupDomain") and inherited:
             pids.update(sess.execute(select(m.Project.id).where(m.Project.domain_id == target)).scalars())
     if not pids:

@@ -299,3 +299,30 @@ class Limit(Base):
     resource_name: Mapped[str] = mapped_column(String(255), nullable=False)
     resource_limit: Mapped[int] = mapped_column(Integer, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
+
+
+class DomainConfig(Base):
+    """One domain-specific configuration option (`/v3/domains/{id}/config`), as Keystone's
+    whitelisted and sensitive config tables in one. `value` is the option's JSON value;
+    for a sensitive option (the LDAP bind password) it is the Fernet token of that JSON,
+    made with the credential keys, and it is never returned by the API."""
+
+    __tablename__ = "identity_domain_config"
+    domain_id: Mapped[str] = mapped_column(ID, ForeignKey("identity_domain.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    option_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value = mapped_column(JSONText)
+    sensitive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class OAuthConsumer(Base):
+    """An OS-OAUTH1 consumer. Its secret is needed in clear to check OAuth1 signatures
+    (HMAC), so it is encrypted at rest with the credential keys rather than hashed."""
+
+    __tablename__ = "identity_oauth_consumer"
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    description: Mapped[str | None] = mapped_column(Text)
+    encrypted_secret: Mapped[str] = mapped_column(Text, nullable=False)
+    extra: Mapped[dict] = mapped_column(JSONText, nullable=False, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

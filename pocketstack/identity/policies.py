@@ -143,3 +143,19 @@ DEFAULTS = {
     "identity:get_role_for_trust": f"{ADMIN_OR_SYSTEM_READER} or user_id:%(target.trust.trustor_user_id)s"
                                    f" or user_id:%(target.trust.trustee_user_id)s",
 }
+
+# domain configuration and OS-OAUTH1 consumers (api/extras.py)
+DEFAULTS.update({
+    "identity:get_domain_config": ADMIN_OR_SYSTEM_READER,
+    "identity:get_domain_config_default": ADMIN_OR_SYSTEM_READER,
+    "identity:create_domain_config": ADMIN,
+    "identity:update_domain_config": ADMIN,
+    "identity:delete_domain_config": ADMIN,
+    # Anyone may read the default domain's password rules, so clients can explain them.
+    "identity:get_security_compliance_domain_config": "@",
+    "identity:get_consumer": ADMIN_OR_SYSTEM_READER,
+    "identity:list_consumers": ADMIN_OR_SYSTEM_READER,
+    "identity:create_consumer": ADMIN,
+    "identity:update_consumer": ADMIN,
+    "identity:delete_consumer": ADMIN,
+})

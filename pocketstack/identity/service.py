@@ -22,6 +22,7 @@ def app():
     from pocketstack.identity.api import auth, catalog as _c, resources, roles, versions  # noqa: F401
     from pocketstack.identity.api import self_service  # noqa: F401
     from pocketstack.identity.api import v2  # noqa: F401
+    from pocketstack.identity.api import extras  # noqa: F401
     from pocketstack.identity.api.common import api
 
     return api.app()
@@ -34,6 +35,10 @@ def setup(rt: Runtime) -> None:
 
     api.www_authenticate = f'Keystone uri="{rt.config.public_url}"'
     api.max_body = rt.config.getint("DEFAULT", "max_request_body_size")
+    if rt.config.get("DEFAULT", "admin_token"):
+        log.warning("[DEFAULT] admin_token is set: anyone holding it is a full administrator, with no user "
+                    "behind the calls. Use it only to bootstrap, then remove it (pocketstack config set "
+                    "DEFAULT admin_token '').")
 
 
 def keys(rt: Runtime) -> KeyRepository:
@@ -84,11 +89,42 @@ def bootstrap(rt: Runtime, admin_password: str, reset_password: bool = False) ->
             created["admin"] = admin.id
         elif reset_password:
             cur = core.current_password(sess, admin.id)
-            from pocketstack.identity.passwords import check_password
-
-            if cur is None or not check_password(admin_password, cur.password_hash):
+            if cur is None or not _is_admin_password(rt, admin_password, cur.password_hash):
                 core.update_user(sess, admin.id, {"password": admin_password})
         core.grant(sess, "user", admin.id, "project", projects["admin"].id, roles["admin"].id)
         core.grant(sess, "user", admin.id, "system", "system", roles["admin"].id)
         catalog.sync_catalog(sess, cfg.public_url, cfg.region, cfg.enabled_services)
     return created
+
+
+def _is_admin_password(rt: Runtime, password: str, hashed: str | None) -> bool:
+    """bcrypt's answer to "is this still the admin's password?", asked at every
+    `up --admin-password`, remembered once positive: at the default cost 12 the check is
+    ~0.25 s, a fifth of a cold start. The memo is an HMAC of the password keyed by the
+    stored hash, whose salt changes with every new password, so it can only ever repeat
+    bcrypt's answer. (It reveals nothing new: clouds.yaml and openrc next to it hold the
+    password in clear.)"""
+    import hashlib
+    import hmac
+    import os
+
+    from pocketstack.identity.passwords import check_password
+
+    if not hashed:
+        return False
+    memo = rt.config.state_dir / ".admin-password-verified"
+    tag = hmac.new(hashed.encode(), password.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    try:
+        if hmac.compare_digest(memo.read_text().strip(), tag):
+            return True
+    except (OSError, UnicodeDecodeError):
+        pass
+    if not check_password(password, hashed):
+        return False
+    try:
+        fd = os.open(memo, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(tag + "\n")
+    except OSError:
+        pass  # a read-only state dir only costs the next start the bcrypt check
+    return True

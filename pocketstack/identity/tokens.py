@@ -27,7 +27,8 @@ from pocketstack.identity import models as m
 from pocketstack.identity.fernet import InvalidToken, KeyRepository, b64, pack_id, unb64, unpack_id
 from pocketstack.identity.passwords import check_password
 
-METHODS = ["password", "token", "application_credential", "external", "oauth1", "mapped", "totp"]
+METHODS = ["password", "token", "application_credential", "external", "oauth1", "mapped", "totp",
+           "ec2credential"]  # appended only: a method's bit is its index (8 fit the mask byte)
 SCOPE_NONE, SCOPE_PROJECT, SCOPE_DOMAIN, SCOPE_SYSTEM = 0, 1, 2, 3
 PAYLOAD_VERSION = 1
 
@@ -199,10 +200,8 @@ class TokenProvider:
         token_id = data.get("id")
         if not isinstance(token_id, str) or not token_id:
             raise BadRequest("Invalid input for field 'token': 'id' is required.")
-        try:
-            payload, _ = self.validate(sess, token_id)
-        except NotFound:
-            raise Unauthorized() from None
+        # An invalid or revoked token is 404 here, as Keystone answers (Tempest expects it).
+        payload, _ = self.validate(sess, token_id)
         return payload
 
     def _auth_app_cred(self, sess: Session, data: dict):
@@ -210,8 +209,10 @@ class TokenProvider:
         if not isinstance(secret, str):
             raise BadRequest("Invalid input for field 'application_credential': 'secret' is required.")
         if data.get("id"):
+            if not isinstance(data["id"], str):
+                raise BadRequest("Invalid input for field 'application_credential': 'id' must be a string.")
             ac = sess.get(m.ApplicationCredential, data["id"])
-        elif data.get("name") and isinstance(data.get("user"), dict):
+        elif isinstance(data.get("name"), str) and data["name"] and isinstance(data.get("user"), dict):
             try:
                 user = core.find_user(sess, data["user"])
             except NotFound:
@@ -261,7 +262,8 @@ class TokenProvider:
             payload.system = True
         else:
             ref = scope["OS-TRUST:trust"]
-            trust = sess.get(m.Trust, ref.get("id")) if isinstance(ref, dict) else None
+            trust = sess.get(m.Trust, ref["id"]) if isinstance(ref, dict) and isinstance(ref.get("id"), str) \
+                else None
             if trust is None or trust.deleted_at is not None:
                 raise Unauthorized("Could not find the trust.")
             if trust.trustee_user_id != user.id:
@@ -380,7 +382,9 @@ class TokenProvider:
     def _trust_roles(self, sess: Session, trust: m.Trust) -> set[str]:
         wanted = set(sess.execute(select(m.TrustRole.role_id).where(m.TrustRole.trust_id == trust.id)).scalars())
         if trust.project_id:
-            have = core.effective_role_ids(sess, trust.trustor_user_id, project_id=trust.project_id)
+            from pocketstack.identity.delegation import original_trustor  # redelegation acts for the first trustor
+
+            have = core.effective_role_ids(sess, original_trustor(sess, trust), project_id=trust.project_id)
             if not wanted <= have:
                 raise Forbidden("The trustor no longer has the delegated roles.")
         return wanted | core.implied_closure(sess, wanted)
@@ -427,8 +431,6 @@ class TokenProvider:
                              if r.domain_id == core.NULL_DOMAIN]
             if include_catalog:
                 body["catalog"] = self.catalog(sess, p.project_id)
-        elif include_catalog:
-            body["catalog"] = []
         if p.trust_id:
             trust = sess.get(m.Trust, p.trust_id)
             if trust is None or trust.deleted_at is not None:
@@ -482,13 +484,18 @@ class TokenProvider:
 
 
 _provider: TokenProvider | None = None
+_provider_config = None  # the Config the provider was made for (a new runtime = a new one)
 
 
 def provider() -> TokenProvider:
-    global _provider
-    keys_dir = current().config.state_dir / "fernet-keys"
+    global _provider, _provider_config
+    cfg = current().config
+    if _provider is not None and cfg is _provider_config:
+        return _provider  # hot path: several calls per request, no path arithmetic
+    keys_dir = cfg.state_dir / "fernet-keys"
     if _provider is None or _provider.keys.path != keys_dir:
-        _provider = TokenProvider(KeyRepository(keys_dir, current().config.getint("fernet_tokens", "max_active_keys")))
+        _provider = TokenProvider(KeyRepository(keys_dir, cfg.getint("fernet_tokens", "max_active_keys")))
+    _provider_config = cfg
     return _provider
 
 

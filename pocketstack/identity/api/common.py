@@ -25,7 +25,9 @@ def enforce(req: ApiRequest, action: str, target: dict | None = None) -> None:
     ctx = req.context
     creds = ctx.policy_creds()
     creds["token"] = {"project": {"domain": {"id": ctx.project_domain_id}}}
-    current().enforcer.enforce(action, target or {}, creds)
+    # Rules name target fields both upstream's way (`%(target.domain.id)s`) and bare.
+    target = dict(target or {})
+    current().enforcer.enforce(action, {**target, "target": target}, creds)
 
 
 def body_of(req: ApiRequest, key: str) -> dict:

@@ -114,13 +114,17 @@ def create_project(req):
 
 def _hierarchy(req, sess, proj: m.Project, out: dict) -> None:
     """`parents_as_list`, `subtree_as_list`, `parents_as_ids`, `subtree_as_ids` query options."""
+    for what in ("parents", "subtree"):
+        if req.query_flag(f"{what}_as_list") and req.query_flag(f"{what}_as_ids"):
+            raise BadRequest(f"Cannot use '{what}_as_list' and '{what}_as_ids' query params at the same time.")
     if req.query_flag("parents_as_list"):
         out["parents"] = [{"project": fmt_project(req, p)} for p in core.ancestors(sess, proj)]
     if req.query_flag("subtree_as_list"):
         out["subtree"] = [{"project": fmt_project(req, p)} for p in core.subtree(sess, proj.id)]
     if req.query_flag("parents_as_ids"):
-        ids = None
-        for p in core.ancestors(sess, proj):
+        # Nearest parent outermost; the domain (the project acting as a domain) is the root.
+        ids = {proj.domain_id: None}
+        for p in reversed(core.ancestors(sess, proj)):
             ids = {p.id: ids}
         out["parents"] = ids
     if req.query_flag("subtree_as_ids"):
@@ -152,8 +156,12 @@ def update_project(req):
     enforce(req, "identity:update_project")
     data = body_of(req, "project")
     with session() as sess:
-        return {"project": fmt_project(req, core.update_project(sess, req.path_params["project_id"], data,
-                                                                req.context))}
+        pid = req.path_params["project_id"]
+        if sess.get(m.Project, pid) is None and sess.get(m.Domain, pid) is not None:
+            # a domain seen through the projects API (is_domain=true)
+            dom = core.update_domain(sess, pid, {k: v for k, v in data.items() if k != "is_domain"}, req.context)
+            return {"project": dict(fmt_domain(req, dom), is_domain=True, parent_id=None, domain_id=None)}
+        return {"project": fmt_project(req, core.update_project(sess, pid, data, req.context))}
 
 
 @api.route("/v3/projects/{project_id}", "DELETE")

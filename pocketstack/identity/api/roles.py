@@ -282,7 +282,10 @@ def list_role_assignments(req):
                     with_implied.append(e)
                     for implied in core.implied_closure(sess, [e[4]]):
                         with_implied.append(e[:4] + (implied,) + e[5:] + (e[4],))
-                entries = with_implied
+                # Domain-specific roles only lend their implied roles; they never show as effective.
+                domain_roles = set(sess.execute(select(m.Role.id).where(m.Role.domain_id != core.NULL_DOMAIN))
+                                   .scalars())
+                entries = [e for e in with_implied if e[4] not in domain_roles]
             out.extend(entries)
         items = []
         seen = set()
