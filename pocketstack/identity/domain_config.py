@@ -155,7 +155,9 @@ def update_config(sess: Session, domain_id: str, config: Any, group: str | None 
     core.get_domain(sess, domain_id)
     check_group_and_option(group, option)
     if option:
-        if not isinstance(config, dict) or not config:
+        if config is not None and not isinstance(config, dict):
+            raise BadRequest("Invalid input for field 'config': it must be an object of options.")
+        if not config:
             raise _invalid("No options specified")
         config = {group: config}
     config = _check_config(config)
