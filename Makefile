@@ -21,6 +21,7 @@ up: $(STAMP)
 	$(BIN)/pocketstack up $(ARGS)
 
 test: $(STAMP)
+	@if [ "$$(id -u)" = 0 ]; then bash tools/install-system-deps.sh; fi
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS)
 
 # Tempest (in its own venv under .tempest/) against a cloud it starts itself.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -18,6 +19,22 @@ class UserError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (`pocketstack: error: ...`), like every other."""
+
+    def error(self, message: str):
+        self.exit(2, f"pocketstack: error: {message} (see '{self.prog} --help')\n")
+
+
+def _usage(parser: argparse.ArgumentParser, *command: str) -> int:
+    """A command given without its action: show that command's help, exit 2."""
+    try:
+        parser.parse_args([*command, "--help"])
+    except SystemExit:
+        pass
+    return 2
+
+
 def _state_dir_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", metavar="DIR",
                    help="where config, database, keys and logs live "
@@ -25,8 +42,8 @@ def _state_dir_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pocketstack",
-                                     description="The OpenStack cloud on one machine, in seconds.")
+    parser = _Parser(prog="pocketstack",
+                     description="The OpenStack cloud on one machine, in seconds.")
     parser.add_argument("--version", action="version", version=f"pocketstack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -127,6 +144,19 @@ def _persist_choices(cfg: Config) -> None:
     cfg.save()
 
 
+def _remember_admin_password(cfg: Config, password: str) -> None:
+    """An explicit --admin-password (or env) is now the admin's: keep it in the state dir, so a
+    later plain `pocketstack up` shows it and writes it to clouds.yaml/openrc (not a new one)."""
+    path = cfg.state_dir / "admin-password"
+    if path.exists() and path.read_text().strip() == password:
+        return
+    tmp = path.with_name(".admin-password.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    os.replace(tmp, path)
+
+
 def _runtime(cfg: Config, log_to_stderr: bool = True):
     from pocketstack import server
 
@@ -135,12 +165,27 @@ def _runtime(cfg: Config, log_to_stderr: bool = True):
     return server, server.build_runtime(cfg)
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail before initialising (and before the banner) when the port is taken."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def cmd_init(args, parser) -> int:
     cfg = _load(args)
-    _persist_choices(cfg)
     server, rt = _runtime(cfg)
     explicit = bool(os.environ.get("POCKETSTACK_ADMIN_PASSWORD"))
-    result = server.initialise(rt, cfg.admin_password(), reset_password=explicit)
+    password = cfg.admin_password()
+    result = server.initialise(rt, password, reset_password=explicit)
+    _persist_choices(cfg)  # only once they proved usable: a bad --db-url must not stick
+    _remember_admin_password(cfg, password)
     print(f"state dir: {cfg.state_dir}")
     if result.get("migrated"):
         print(f"schema migrated: {', '.join(result['migrated'])}")
@@ -152,11 +197,13 @@ def cmd_init(args, parser) -> int:
 def cmd_up(args, parser) -> int:
     started = time.perf_counter()
     cfg = _load(args)
-    _persist_choices(cfg)
+    _check_port(cfg.host, cfg.port)
     server, rt = _runtime(cfg)
     explicit = bool(os.environ.get("POCKETSTACK_ADMIN_PASSWORD"))
     password = cfg.admin_password()
     server.initialise(rt, password, reset_password=explicit)
+    _persist_choices(cfg)  # only once they proved usable: a bad --db-url must not stick
+    _remember_admin_password(cfg, password)
     app = server.create_app(rt)
     import uvicorn
 
@@ -169,22 +216,34 @@ def cmd_up(args, parser) -> int:
     print(f"  openrc:       source {cfg.state_dir / 'openrc'}")
     print(f"  state dir:    {cfg.state_dir}  (database {rt.db.engine.url.render_as_string(hide_password=True)})")
     print(f"  ready in {time.perf_counter() - started:.2f}s; Ctrl-C stops", flush=True)
-    if workers > 1:
-        os.environ["POCKETSTACK_STATE_DIR"] = str(cfg.state_dir)
-        for name, (section, key) in UP_OPTIONS.items():
-            if (section, key) in cfg.overrides:
-                os.environ["POCKETSTACK_" + name.upper()] = cfg.overrides[(section, key)]
-        rt.db.dispose()
-        uvicorn.run("pocketstack.server:worker_app", factory=True, host=cfg.host, port=cfg.port,
-                    workers=workers, log_config=None, access_log=False, lifespan="off",
-                    timeout_graceful_shutdown=5)
-    else:
-        config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5)
-        try:
-            uvicorn.Server(config).run()
-        except OSError as exc:
-            raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
+    # that was installed before it ran: with the defaults that is a KeyboardInterrupt (exit 130)
+    # or death by SIGTERM, skipping our own shutdown. A stop request is a clean exit here.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if workers > 1:
+            os.environ["POCKETSTACK_STATE_DIR"] = str(cfg.state_dir)
+            for name, (section, key) in UP_OPTIONS.items():
+                if (section, key) in cfg.overrides:
+                    os.environ["POCKETSTACK_" + name.upper()] = cfg.overrides[(section, key)]
+            rt.db.dispose()
+            uvicorn.run("pocketstack.server:worker_app", factory=True, host=cfg.host, port=cfg.port,
+                        workers=workers, log_config=None, access_log=False, lifespan="off",
+                        timeout_graceful_shutdown=5)
+        else:
+            config = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False,
+                                    lifespan="off", timeout_graceful_shutdown=5)
+            try:
+                uvicorn.Server(config).run()
+            except OSError as exc:
+                raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
+            except SystemExit as exc:  # uvicorn exits (code 3) when it cannot bind; it logged why
+                if exc.code in (0, None):
+                    raise
+                raise UserError(f"cannot listen on {cfg.host}:{cfg.port}") from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     rt.tasks.shutdown()
     print("pocketstack stopped", flush=True)
     return 0
@@ -204,14 +263,12 @@ def cmd_db(args, parser) -> int:
             print(f"{service}: {dbmod.current_revision(database, service) or 'none'} "
                   f"(head {dbmod.head_revision(service)})")
         return 0
-    parser.parse_args(["db", "--help"])
-    return 2
+    return _usage(parser, "db")
 
 
 def cmd_token_keys(args, parser) -> int:
     if args.tk_command != "rotate":
-        parser.parse_args(["token-keys", "--help"])
-        return 2
+        return _usage(parser, "token-keys")
     cfg = _load(args)
     from pocketstack.identity.fernet import KeyRepository
 
@@ -226,8 +283,7 @@ def cmd_token_keys(args, parser) -> int:
 
 def cmd_config(args, parser) -> int:
     if args.cfg_command not in ("get", "set"):
-        parser.parse_args(["config", "--help"])
-        return 2
+        return _usage(parser, "config")
     cfg = Config.load(args.state_dir)
     if args.cfg_command == "get":
         value = cfg.get(args.section, args.key, default=None)

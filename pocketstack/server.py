@@ -10,10 +10,11 @@ import importlib
 import logging
 import logging.handlers
 import os
+import shlex
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 
 from pocketstack.common import db as dbmod
 from pocketstack.common import events
@@ -27,7 +28,7 @@ from pocketstack.identity.catalog import SERVICES
 log = logging.getLogger("pocketstack")
 
 # service name -> module with app(), setup(rt) and optionally bootstrap(rt, ...)
-SERVICE_MODULES = {"identity": "pocketstack.identity.service"}
+SERVICE_MODULES = {"identity": "pocketstack.identity.service", "image": "pocketstack.image.service"}
 
 
 def setup_logging(cfg: Config, to_stderr: bool = True) -> None:
@@ -80,12 +81,33 @@ def create_app(rt: Runtime | None = None) -> RequestIdMiddleware:
         app = importlib.import_module(SERVICE_MODULES[name]).app()
         prefix = SERVICES.get(name, ((), f"/{name}", ""))[1]
         if prefix:
+            # The catalog URL itself (`/image`, no trailing slash) is the service's root too.
+            mounts.append(Route(prefix, endpoint=_ServiceRoot(prefix, app)))
             mounts.append(Mount(prefix, app=app))
         else:
             identity_app = app
     if identity_app is not None:
         mounts.append(Mount("", app=identity_app))
-    return RequestIdMiddleware(Starlette(routes=mounts))
+    root = Starlette(routes=mounts)
+    if identity_app is not None:
+        # A path no mount matches (Starlette's `.*` stops at a newline, e.g. `/v3/users/%0A/x`)
+        # still gets identity's JSON 404 instead of a plain-text one.
+        root.router.default = identity_app
+    return RequestIdMiddleware(root)
+
+
+class _ServiceRoot:
+    """ASGI app serving `<prefix>` exactly as `<prefix>/` of the mounted service."""
+
+    def __init__(self, prefix: str, app):
+        self.prefix, self.app = prefix, app
+
+    async def __call__(self, scope, receive, send):
+        parent = scope.get("root_path", "")
+        root = parent + self.prefix
+        scope = {**scope, "app_root_path": scope.get("app_root_path", parent), "root_path": root,
+                 "path": root + "/", "raw_path": (root + "/").encode()}
+        await self.app(scope, receive, send)
 
 
 def worker_app() -> RequestIdMiddleware:
@@ -118,7 +140,7 @@ def write_client_files(cfg: Config, admin_password: str) -> tuple[Path, Path]:
         "# source this file: admin credentials of the pocketstack cloud\n"
         f"export OS_AUTH_URL={auth_url}\n"
         "export OS_USERNAME=admin\n"
-        f"export OS_PASSWORD='{admin_password}'\n"
+        f"export OS_PASSWORD={shlex.quote(admin_password)}\n"
         "export OS_PROJECT_NAME=admin\n"
         "export OS_USER_DOMAIN_NAME=Default\n"
         "export OS_PROJECT_DOMAIN_NAME=Default\n"

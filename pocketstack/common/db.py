@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-MIGRATING_SERVICES = ("common", "identity")
+MIGRATING_SERVICES = ("common", "identity", "image")
 
 
 class Base(DeclarativeBase):
@@ -96,6 +96,11 @@ class Database:
         kwargs: dict = {"future": True}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            # One connection per request thread (up to 40, anyio's default) stays pooled: with
+            # SQLAlchemy's default of 5, every busier moment opened and closed connections
+            # (plus their PRAGMAs) per request. Idle cost is nil: they open lazily.
+            kwargs["pool_size"] = 40
+            kwargs["max_overflow"] = 20
         else:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 10

@@ -10,6 +10,7 @@ docs/dependencies.md).
 """
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -108,16 +109,20 @@ class GenericCheck(Check):
     def __init__(self, kind, match):
         self.kind = kind
         self.match = match
+        # A Python literal on the left ('member', True, 5) is compared as text, as oslo does
+        # with ast.literal_eval; anything else names a credential.
+        try:
+            self.literal: str | None = str(ast.literal_eval(kind))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            self.literal = None
 
     def __call__(self, target, creds, enforcer):
         match = _interpolate(self.match, target)
         if match is None:
             return False
+        if self.literal is not None:
+            return self.literal == match
         kind = self.kind
-        if kind[:1] in ("'", '"') and kind[-1:] == kind[:1]:
-            return kind[1:-1] == match
-        if kind in ("True", "False"):
-            return kind == match
         value = _lookup(creds, kind)
         if value is None:
             return False

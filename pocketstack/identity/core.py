@@ -84,12 +84,31 @@ def generation(sess: Session) -> int:
     """The identity generation, read once per transaction (a validation asks up to three
     times per request); our own bumps, commit and rollback drop the memo. Plain SQL: this
     runs on every request, and SQLAlchemy's statement compilation would cost more than
-    the query itself."""
+    the query itself.
+
+    A session that has not begun a transaction yet (a cached token validation, which then
+    needs nothing else from the database) reads it on a bare pooled connection, so the
+    session never begins, commits or closes one. That read happens before anything the
+    session reads later, so a cache entry is never filed under a newer generation than
+    the data it holds."""
     value = sess.info.get(_GENERATION_MEMO)
     if value is None:
-        if sess.autoflush:
-            sess.flush()  # as an ORM query would: our pending writes bump the counter first
-        value = sess.connection().exec_driver_sql(_GENERATION_SQL).scalar() or 0
+        if not sess.in_transaction():
+            raw = sess.get_bind().raw_connection()
+            try:
+                cur = raw.cursor()
+                try:
+                    cur.execute(_GENERATION_SQL)
+                    row = cur.fetchone()
+                finally:
+                    cur.close()
+            finally:
+                raw.close()  # back to the pool
+            value = (row[0] if row else 0) or 0
+        else:
+            if sess.autoflush:
+                sess.flush()  # as an ORM query would: our pending writes bump the counter first
+            value = sess.connection().exec_driver_sql(_GENERATION_SQL).scalar() or 0
         sess.info[_GENERATION_MEMO] = value
     return value
 
@@ -620,7 +639,7 @@ def authenticate_password(sess: Session, user: m.User, password: str) -> None:
     if (cur.expires_at is not None and cur.expires_at <= now
             and not user.options.get("ignore_password_expiry")):
         if (conf().getbool("security_compliance", "change_password_upon_first_use")
-                and not cur.self_service):
+                and not cur.self_service and not user.options.get("ignore_change_password_upon_first_use")):
             raise_unauthorized(f"You are required to change your password on first use: user {user.id}.")
         raise_unauthorized(f"The password is expired and needs to be changed for user: {user.id}.")
     if user.failed_auth_count:

@@ -1,0 +1,1 @@
+"""The Image service (Glance v2): images, uploads, sharing, import, safe formats."""

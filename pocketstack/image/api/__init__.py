@@ -1,0 +1,1 @@
+"""The Image API (Glance v2), mounted under `/image`."""
