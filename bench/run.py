@@ -309,6 +309,7 @@ class Bench:
         self.cold: list[dict] = []
         self.mem: list[dict] = []
         self.loads: list[float] = []
+        self.mc: Memcached | None = None
 
     def loadgen(self, server, mode: str, conc: int, cost: int, rnd: int) -> dict:
         la = loadavg()
@@ -360,18 +361,21 @@ class Bench:
                     srv.pid = int(pidfile.read_text().strip()) if pidfile.exists() else None
                 else:
                     srv._read_pid()
+                if i == self.a.cold_runs - 1 and srv.pid:
+                    time.sleep(1)
+                    self.memory(srv, "idle after cold start", srv.cost, self.mc if srv is ks else None, label)
                 srv.stop()
                 self.cold.append({"variant": label, "server": srv.name, "bcrypt": srv.cost, "run": i,
                                   "seconds": secs, "load_before": la})
                 log(f"  cold start {label}: {secs} s (load {la:.2f})")
 
-    def memory(self, server, when: str, cost: int, mc: Memcached | None = None) -> None:
+    def memory(self, server, when: str, cost: int, mc: Memcached | None = None, variant: str = "") -> None:
         m = tree_mem_mib(server.pid)
-        m.update(server=server.name, when=when, bcrypt=cost)
+        m.update(server=server.name, when=when, bcrypt=cost, variant=variant)
         if mc is not None and mc.proc is not None:
             m["memcached_rss_mib"] = tree_mem_mib(mc.proc.pid)["rss_mib"]
         self.mem.append(m)
-        log(f"  RSS {server.name} {when}: {m['rss_mib']} MiB (PSS {m['pss_mib']}, {m['processes']} processes)"
+        log(f"  RSS {variant or server.name} {when}: {m['rss_mib']} MiB (PSS {m['pss_mib']}, {m['processes']} processes)"
             + (f" + memcached {m['memcached_rss_mib']} MiB" if "memcached_rss_mib" in m else ""))
 
     def throughput(self, ps, ks, cost: int, cells: list[tuple[str, int]], mc: Memcached) -> None:
@@ -451,6 +455,14 @@ def build_tables(b: Bench, s: dict) -> tuple[str, list[tuple[str, bool]], str]:
         lines.append(f"| {name}: req/s (p50 / p99 ms) | **{fmt(p['req_per_s'])}** ({fmt(p['p50_ms'])} / "
                      f"{fmt(p['p99_ms'])}) | {fmt(k['req_per_s'])} ({fmt(k['p50_ms'])} / {fmt(k['p99_ms'])}) "
                      f"| **{fmt(rr, 2)}x** | >= {need:g}x {'PASS' if ok else 'MISS'} |")
+    for m in b.mem:
+        if m["when"] == "idle after cold start" and m["server"] == PS and "default" in m["variant"]:
+            k = next((x for x in b.mem if x["when"] == "idle after cold start" and x["server"] == KS), None)
+            lines.append(f"| d. RSS idle, default `pocketstack up` (1 process), MiB (PSS) | {fmt(m['rss_mib'])} "
+                         f"({fmt(m['pss_mib'])}), {m['processes']} process | "
+                         + (f"{fmt(k['rss_mib'])} ({fmt(k['pss_mib'])}), {k['processes']} processes + memcached "
+                            f"{fmt(k.get('memcached_rss_mib'))} | {fmt(ratio(m['rss_mib'], k['rss_mib']), 2)} | |"
+                            if k else "n/a | | |"))
     for when in ("idle", "after load"):
         ms = [m for m in b.mem if m["when"] == when]
         costs = sorted({m["bcrypt"] for m in ms})
@@ -484,7 +496,7 @@ def build_tables(b: Bench, s: dict) -> tuple[str, list[tuple[str, bool]], str]:
     det.append("| memory | server | bcrypt setup | RSS MiB | PSS MiB | processes | memcached RSS MiB |")
     det.append("|---|---|---|---|---|---|---|")
     for m in b.mem:
-        det.append(f"| {m['when']} | {m['server']} | {m['bcrypt']} | {fmt(m['rss_mib'])} | {fmt(m['pss_mib'])} | "
+        det.append(f"| {m['when']} | {m.get('variant') or m['server']} | {m['bcrypt']} | {fmt(m['rss_mib'])} | {fmt(m['pss_mib'])} | "
                    f"{m['processes']} | {fmt(m.get('memcached_rss_mib'))} |")
     return table, checks, "\n".join(det)
 
@@ -551,6 +563,25 @@ noise hits both. Treat differences under ~15 % as noise. Targets met: {passed} o
 
 Ratios are pocketstack / upstream: higher is better for req/s, lower is better for
 seconds and MiB. p50/p99 are per-run latency percentiles, medianed across rounds.
+
+## Reading the numbers
+
+- **Validation** in pocketstack is answered from a per-process cache after one indexed
+  read (the identity generation counter, bumped by every identity write and revocation),
+  on the event loop without a thread hop; revocations, role changes and disabled users
+  or projects still take effect at once in every process. Upstream, with memcached, still
+  spends several ms of CPU per request in Flask, oslo.policy and cache round trips, and
+  opens a new TCP connection per request.
+- **Issue at bcrypt 12** is bound by bcrypt on both sides (~0.25 s of CPU per check on this
+  CPU, so ~8/s on 2 cores at best): expect a ratio near 1. bcrypt 4 shows the rest of the
+  issue path.
+- **Cold start** includes the first token's bcrypt check at the setup's cost. pocketstack
+  with `--workers N` spawns N fresh worker processes after the parent initialised (uvicorn's
+  multiprocess mode), hence its longer start.
+- **Memory**: pocketstack's tree with `--workers N` is the parent (initialisation, then
+  supervision), multiprocessing's resource tracker and the N workers; the default
+  `pocketstack up` is one process. Upstream's is the gunicorn master and its 4 workers,
+  plus memcached.
 
 ## Configurations
 
@@ -651,6 +682,7 @@ def main(argv=None) -> int:
 
     b = Bench(a, anchors)
     mc = Memcached(free_port())
+    b.mc = mc
     servers: list = []
     ks_version = "?"
     try:

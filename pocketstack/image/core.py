@@ -854,8 +854,7 @@ def add_member(sess: Session, ctx, image_id: str, member_id: Any) -> m.ImageMemb
     if not isinstance(member_id, str) or not member_id or len(member_id) > 255:
         raise BadRequest("Invalid input for field 'member': it must be a project id (a string of 1 to "
                          "255 characters).")
-    if img.visibility != "shared":
-        raise Forbidden("Only shared images have members.")
+    _only_shared(img)
     if _member_of(sess, img.id, member_id) is not None:
         raise Conflict(f"Member {member_id} is duplicated for image {img.id}")
     quota = conf_int("image", "image_member_quota")
@@ -879,17 +878,22 @@ def _members_visible(sess: Session, ctx, img: m.Image, member: m.ImageMember | N
     return [member] if member is not None else []
 
 
+def _only_shared(img: m.Image) -> None:
+    if img.visibility != "shared":
+        raise Forbidden("Only shared images have members.")
+
+
 def list_members(sess: Session, ctx, image_id: str) -> list[m.ImageMember]:
     img, member = load(sess, image_id, ctx)
     enforce(ctx, "get_members", target_for(img, member))
-    if img.visibility != "shared" and not is_admin(ctx) and img.owner != _project(ctx):
-        raise not_found(image_id)
+    _only_shared(img)
     return _members_visible(sess, ctx, img, member)
 
 
 def get_member(sess: Session, ctx, image_id: str, member_id: str) -> m.ImageMember:
     img, member = load(sess, image_id, ctx)
     enforce(ctx, "get_member", target_for(img, member))
+    _only_shared(img)
     for mem in _members_visible(sess, ctx, img, member):
         if mem.member == member_id:
             return mem
@@ -898,6 +902,7 @@ def get_member(sess: Session, ctx, image_id: str, member_id: str) -> m.ImageMemb
 
 def update_member(sess: Session, ctx, image_id: str, member_id: str, status: Any) -> m.ImageMember:
     img, member = load(sess, image_id, ctx)
+    _only_shared(img)
     mem = _member_of(sess, img.id, member_id)
     if mem is None or mem not in _members_visible(sess, ctx, img, member):
         raise NotFound(f"Member {member_id} not found for image {img.id}.")
@@ -913,6 +918,7 @@ def update_member(sess: Session, ctx, image_id: str, member_id: str, status: Any
 def delete_member(sess: Session, ctx, image_id: str, member_id: str) -> None:
     img, member = load(sess, image_id, ctx)
     enforce(ctx, "delete_member", target_for(img, member))
+    _only_shared(img)
     mem = _member_of(sess, img.id, member_id)
     if mem is None or mem not in _members_visible(sess, ctx, img, member):
         raise NotFound(f"Member {member_id} not found for image {img.id}.")

@@ -349,6 +349,7 @@ def test_sharing_with_members_cli(cloud, tmp_path, tenant_a, tenant_b):
     set_visibility("private")
     r = call(cloud, "POST", f"/images/{iid}/members", ta, json={"member": tenant_b.project_id})
     assert r.status_code == 403 and "shared" in r.text
+    assert call(cloud, "GET", f"/images/{iid}/members", ta).status_code == 403
     set_visibility("shared")
     assert call(cloud, "POST", f"/images/{iid}/members", ta, json={"member": tenant_b.project_id}).status_code == 200
     assert call(cloud, "POST", f"/images/{iid}/members", ta, json={"member": tenant_b.project_id}).status_code == 409
