@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     setp.add_argument("section")
     setp.add_argument("key")
     setp.add_argument("value")
+
+    ring = sub.add_parser("ring", help="build object-storage rings (the guide's swift-ring-builder)",
+                          description="swift-ring-builder's verbs and output: create, add, remove, set_weight, "
+                                      "rebalance, write_ring, search, ...; no verb prints the summary.")
+    ring.add_argument("builder_file", metavar="BUILDER_FILE")
+    ring.add_argument("verb", nargs=argparse.REMAINDER, metavar="VERB ...")
     return parser
 
 
@@ -298,7 +304,14 @@ def cmd_config(args, parser) -> int:
     return 0
 
 
-COMMANDS = {"up": cmd_up, "init": cmd_init, "db": cmd_db, "token-keys": cmd_token_keys, "config": cmd_config}
+def cmd_ring(args, parser) -> int:
+    from pocketstack.object import ring_cli
+
+    return ring_cli.run(args.builder_file, args.verb)
+
+
+COMMANDS = {"up": cmd_up, "init": cmd_init, "db": cmd_db, "token-keys": cmd_token_keys, "config": cmd_config,
+            "ring": cmd_ring}
 
 if __name__ == "__main__":
     sys.exit(main())
