@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PIP     = $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: up test tempest tempest-identity bench setup clean
+.PHONY: up test tempest tempest-identity bench bench-image setup clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ tempest-identity: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
+
+# Image service: 1 GiB upload/download vs a local copy (ARGS=--quick: 256 MiB).
+bench-image: $(STAMP)
+	$(BIN)/python bench/image.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .tempest .pytest_cache
