@@ -348,6 +348,7 @@ class Bench:
                 la = loadavg()
                 if srv is ps:
                     cmd, pidfile = ps.cold_cmd(workers)
+                    pidfile.unlink(missing_ok=True)  # never signal a stale (maybe reused) PID
                 else:
                     cmd, pidfile = ks.serve_cmd("start"), None
                 out = subprocess.run([sys.executable, str(self.anchors / "coldstart.py"), "--url", srv.url,
@@ -572,6 +573,10 @@ seconds and MiB. p50/p99 are per-run latency percentiles, medianed across rounds
   or projects still take effect at once in every process. Upstream, with memcached, still
   spends several ms of CPU per request in Flask, oslo.policy and cache round trips, and
   opens a new TCP connection per request.
+- pocketstack's workers share one listening socket and loadgen keeps its connections
+  open, so whichever worker accepts first gets them: with 8 connections the split is
+  sometimes 8:0 (one core serves everything), hence the spread between rounds at c=8.
+  Upstream's clients reconnect for every request, which balances its workers.
 - **Issue at bcrypt 12** is bound by bcrypt on both sides (~0.25 s of CPU per check on this
   CPU, so ~8/s on 2 cores at best): expect a ratio near 1. bcrypt 4 shows the rest of the
   issue path.
@@ -595,8 +600,9 @@ seconds and MiB. p50/p99 are per-run latency percentiles, medianed across rounds
   pymemcache): its best configuration. Set up by the anchors' `keystone_setup.sh`, served by
   `keystone_serve.sh`.
 - **bcrypt cost** `[identity] password_hash_rounds` = {', '.join(str(c) for c in meta['costs'])} on both sides (12 is
-  the default of both). Cold starts ran on the bcrypt {meta['cold_cost']} setups (the first token pays one bcrypt check;
-  pocketstack also checks `--admin-password` once at start).
+  the default of both). Cold starts ran on the bcrypt {meta['cold_cost']} setups: the first token pays one bcrypt check
+  (`up --admin-password` checks the password with bcrypt only when it has not verified that
+  password against the stored hash before).
 - pocketstack's processes run without this machine's `PYTHONDONTWRITEBYTECODE=1`, so its
   modules are byte-compiled once as on any normal install (upstream's were compiled by pip
   at install time); with it set, every start recompiles ~60 modules (+0.3-0.5 s).
@@ -660,6 +666,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-doc", action="store_true", help="do not write the markdown report")
     p.add_argument("--json", help="also write every raw number to this JSON file")
     p.add_argument("--skip-cold", action="store_true", help="skip the cold-start measurements")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     a = p.parse_args(argv)
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.duration = a.duration or (5.0 if a.quick else 10.0)
@@ -745,7 +752,7 @@ def main(argv=None) -> int:
         write_doc(Path(a.doc), b, s, meta)
         log(f"wrote {a.doc}")
     log(f"done in {meta['runtime_min']:.1f} min; load average now {meta['load_end']:.2f}")
-    return 0 if all(ok for _, ok in checks) else 1
+    return 1 if a.strict and not all(ok for _, ok in checks) else 0
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from pocketstack.identity.catalog import SERVICES
 log = logging.getLogger("pocketstack")
 
 # service name -> module with app(), setup(rt) and optionally bootstrap(rt, ...)
-SERVICE_MODULES = {"identity": "pocketstack.identity.service", "image": "pocketstack.image.service"}
+SERVICE_MODULES = {"identity": "pocketstack.identity.service", "image": "pocketstack.image.service",
+                   "object": "pocketstack.object.service"}
 
 
 def setup_logging(cfg: Config, to_stderr: bool = True) -> None:

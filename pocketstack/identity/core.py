@@ -93,8 +93,9 @@ def generation(sess: Session) -> int:
     the data it holds."""
     value = sess.info.get(_GENERATION_MEMO)
     if value is None:
-        if not sess.in_transaction():
-            raw = sess.get_bind().raw_connection()
+        bind = sess.get_bind()
+        if not sess.in_transaction() and hasattr(bind, "raw_connection"):  # an Engine
+            raw = bind.raw_connection()
             try:
                 cur = raw.cursor()
                 try:

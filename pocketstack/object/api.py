@@ -1,0 +1,633 @@
+"""The Swift v1 API (under `/object`): info, accounts, containers, objects.
+
+HTTP <-> storage only; placement, replicas and listings are `storage.Storage`'s. Headers and
+error bodies are Swift's (swob's `<html><h1>Not Found</h1><p>...</p></html>` pages; plain-text
+bodies for 400s that explain themselves).
+"""
+from __future__ import annotations
+
+import datetime
+import email.utils
+import json
+import math
+import mimetypes
+import time
+import uuid
+from urllib.parse import quote, unquote
+from xml.sax.saxutils import escape, quoteattr
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+
+from pocketstack.common.errors import ApiError
+from pocketstack.common.runtime import current
+from pocketstack.common.web import Api
+from pocketstack.object import storage as st
+
+MAX_FILE_SIZE = 5368709122
+MAX_META_NAME = 128
+MAX_META_VALUE = 256
+MAX_META_COUNT = 90
+MAX_META_OVERALL = 4096
+MAX_OBJECT_NAME = 1024
+MAX_CONTAINER_NAME = 256
+LISTING_LIMIT = 10000
+
+REASONS = {
+    400: ("Bad Request", "The server could not comply with the request since it is either malformed or "
+                         "otherwise incorrect."),
+    401: ("Unauthorized", "This server could not verify that you are authorized to access the document you "
+                          "requested."),
+    403: ("Forbidden", "Access was denied to this resource."),
+    404: ("Not Found", "The resource could not be found."),
+    405: ("Method Not Allowed", "The method is not allowed for this resource."),
+    409: ("Conflict", "There was a conflict when trying to complete your request."),
+    411: ("Length Required", "Length Required"),
+    412: ("Precondition Failed", "A precondition for this request was not met."),
+    413: ("Request Entity Too Large", "The body of your request was too large for this server."),
+    416: ("Requested Range Not Satisfiable", "The Range requested is not available."),
+    422: ("Unprocessable Entity", "Unable to process the contained instructions"),
+    499: ("Client Disconnect", "The client was disconnected during request."),
+    500: ("Internal Error", "The server has either erred or is incapable of performing the requested operation."),
+    503: ("Service Unavailable", "The server is currently unavailable. Please try again at a later time."),
+}
+
+
+class SwiftError(ApiError):
+    """An error with swob's default page (`explanation=None`) or a plain-text explanation."""
+
+    def __init__(self, code: int, explanation: str | None = None, headers: dict | None = None):
+        super().__init__(explanation or REASONS.get(code, ("Error", ""))[1], headers=headers)
+        self.code = code
+        self.explanation = explanation
+
+
+def render_error(err: ApiError, request: Request | None) -> Response:
+    headers = dict(err.headers)
+    explanation = getattr(err, "explanation", None)
+    if explanation:
+        return Response(explanation, status_code=err.code, headers=headers,
+                        media_type="text/plain; charset=UTF-8")
+    title, text = REASONS.get(err.code, (err.title, err.message))
+    body = f"<html><h1>{title}</h1><p>{text}</p></html>"
+    return Response(body, status_code=err.code, headers=headers, media_type="text/html; charset=UTF-8")
+
+
+api = Api("object", max_body=1 << 16, error_renderer=render_error,
+          www_authenticate="Keystone uri='{}'")
+
+
+def storage() -> st.Storage:
+    from pocketstack.object.service import get_storage
+
+    return get_storage()
+
+
+# ---------------------------------------------------------------------------- helpers
+def trans_id() -> str:
+    return f"tx{uuid.uuid4().hex[:21]}-{int(time.time()):010x}"
+
+
+def authorize(req, account: str, write: bool) -> None:
+    ctx = req.context  # 401 without a valid token
+    if not account.startswith("AUTH_") or len(account) <= 5:
+        raise SwiftError(403)
+    target = {"project_id": account[5:]}
+    rule = "object_store:write" if write else "object_store:read"
+    if not current().enforcer.check(rule, target, ctx.policy_creds()):
+        raise SwiftError(403)
+
+
+def http_date(ts: str) -> str:
+    return email.utils.formatdate(math.ceil(float(ts)), usegmt=True)
+
+
+def iso(ts: str) -> str:
+    return datetime.datetime.fromtimestamp(float(ts), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def title(name: str) -> str:
+    return "-".join(p.capitalize() for p in name.split("-"))
+
+
+def metadata_updates(req, kind: str, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """`X-<kind>-Meta-*` (and `extra` headers) to set; `X-Remove-<kind>-Meta-*` to remove (empty value)."""
+    prefix, remove = f"x-{kind}-meta-", f"x-remove-{kind}-meta-"
+    out: dict[str, str] = {}
+    size = count = 0
+    for name, value in req.headers.items():
+        lname = name.lower()
+        if lname.startswith(prefix):
+            key = lname[len(prefix):]
+        elif lname.startswith(remove):
+            key, value = lname[len(remove):], ""
+        elif lname in extra:
+            out[title(lname)] = value
+            continue
+        elif lname.startswith(f"x-remove-{kind}-") and lname[len(f"x-remove-{kind}-"):] in \
+                [x[len(f"x-{kind}-"):] for x in extra]:
+            out[title("x-" + lname[len("x-remove-"):])] = ""
+            continue
+        else:
+            continue
+        if not key:
+            raise SwiftError(400, "Metadata name cannot be empty")
+        if len(key.encode()) > MAX_META_NAME:
+            raise SwiftError(400, f"Metadata name too long: {prefix}{key}")
+        if len(value.encode()) > MAX_META_VALUE:
+            raise SwiftError(400, f"Metadata value longer than {MAX_META_VALUE}: {prefix}{key}")
+        count += 1
+        size += len(key.encode()) + len(value.encode())
+        out[title(prefix + key)] = value
+    if count > MAX_META_COUNT:
+        raise SwiftError(400, f"Too many metadata items; max {MAX_META_COUNT}")
+    if size > MAX_META_OVERALL:
+        raise SwiftError(400, f"Total metadata too large; max {MAX_META_OVERALL}")
+    return out
+
+
+def check_container_name(container: str) -> None:
+    if len(container.encode()) > MAX_CONTAINER_NAME:
+        raise SwiftError(400, f"Container name length of {len(container.encode())} longer than "
+                              f"{MAX_CONTAINER_NAME}")
+
+
+def check_object_name(obj: str) -> None:
+    if len(obj.encode()) > MAX_OBJECT_NAME:
+        raise SwiftError(400, f"Object name length of {len(obj.encode())} longer than {MAX_OBJECT_NAME}")
+
+
+TRUE = {"true", "1", "yes", "on", "t", "y"}
+
+
+def listing_options(req) -> dict:
+    q = req.query
+    limit = q.get("limit")
+    if limit is not None:
+        if not limit.isdigit():
+            raise SwiftError(412, "Value of limit must be a positive integer")
+        limit = int(limit)
+        if limit > LISTING_LIMIT:
+            raise SwiftError(412, f"Maximum limit is {LISTING_LIMIT}")
+    else:
+        limit = LISTING_LIMIT
+    delimiter = q.get("delimiter", "")
+    if len(delimiter) > 1:
+        raise SwiftError(412, "Bad delimiter")
+    return {"limit": limit, "marker": q.get("marker", ""), "end_marker": q.get("end_marker", ""),
+            "prefix": q.get("prefix", ""), "delimiter": delimiter,
+            "reverse": q.get("reverse", "").lower() in TRUE}
+
+
+def listing_format(req) -> str:
+    fmt = req.query.get("format", "").lower()
+    if fmt in ("json", "xml", "plain"):
+        return fmt
+    accept = req.headers.get("accept", "")
+    if "application/json" in accept:
+        return "json"
+    if "application/xml" in accept or "text/xml" in accept:
+        return "xml"
+    return "plain"
+
+
+CONTENT_TYPES = {"json": "application/json; charset=utf-8", "xml": "application/xml; charset=utf-8",
+                 "plain": "text/plain; charset=utf-8"}
+
+
+def listing_response(req, items: list[dict], fmt: str, root: str, name: str, headers: dict) -> Response:
+    headers["Content-Type"] = CONTENT_TYPES[fmt]
+    if fmt == "json":
+        body = json.dumps(items, ensure_ascii=False).encode()
+    elif fmt == "xml":
+        parts = ['<?xml version="1.0" encoding="UTF-8"?>', f"<{root} name={quoteattr(name)}>"]
+        for item in items:
+            if "subdir" in item:
+                parts.append(f"<subdir name={quoteattr(item['subdir'])}><name>{escape(item['subdir'])}</name></subdir>")
+                continue
+            child = "container" if root == "account" else "object"
+            fields = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in item.items())
+            parts.append(f"<{child}>{fields}</{child}>")
+        parts.append(f"</{root}>")
+        body = "\n".join(parts[:2]) + "".join(parts[2:])
+        body = body.encode()
+    else:
+        if not items:
+            return Response(status_code=204, headers=headers)
+        body = "".join((i.get("subdir") or i["name"]) + "\n" for i in items).encode()
+    return Response(body, status_code=200, headers=headers)
+
+
+def base_headers() -> dict:
+    return {"X-Trans-Id": trans_id(), "Accept-Ranges": "bytes"}
+
+
+def empty(status: int, headers: dict, content_type: str = "text/html; charset=UTF-8") -> Response:
+    headers.setdefault("Content-Type", content_type)
+    headers["Content-Length"] = "0"
+    return Response(status_code=status, headers=headers)
+
+
+# ---------------------------------------------------------------------------- info
+@api.route("/info", ["GET", "HEAD"])
+def info(req):
+    return Response(json.dumps({
+        "swift": {
+            "version": "2.34.0", "max_file_size": MAX_FILE_SIZE, "max_meta_name_length": MAX_META_NAME,
+            "max_meta_value_length": MAX_META_VALUE, "max_meta_count": MAX_META_COUNT,
+            "max_meta_overall_size": MAX_META_OVERALL, "max_header_size": 8192, "extra_header_count": 0,
+            "max_object_name_length": MAX_OBJECT_NAME, "max_container_name_length": MAX_CONTAINER_NAME,
+            "max_account_name_length": 256, "container_listing_limit": LISTING_LIMIT,
+            "account_listing_limit": LISTING_LIMIT, "strict_cors_mode": True, "allow_account_management": False,
+            "account_autocreate": True, "valid_api_versions": ["v1", "v1.0"],
+            "policies": [{"name": "Policy-0", "aliases": "Policy-0", "default": True}],
+        },
+    }), headers={"X-Trans-Id": trans_id()}, media_type="application/json; charset=utf-8")
+
+
+# ---------------------------------------------------------------------------- accounts
+def account_headers(account: str) -> dict:
+    info = storage().account_info(account)
+    now = st.timestamp()
+    info = info or {"created_at": now, "put_timestamp": now, "metadata": {}, "container_count": 0,
+                    "object_count": 0, "bytes_used": 0}
+    headers = base_headers()
+    headers.update({"X-Account-Container-Count": str(info["container_count"]),
+                    "X-Account-Object-Count": str(info["object_count"]),
+                    "X-Account-Bytes-Used": str(info["bytes_used"]),
+                    "X-Timestamp": info["created_at"], "X-Put-Timestamp": info["put_timestamp"],
+                    "X-Account-Storage-Policy-Policy-0-Container-Count": str(info["container_count"]),
+                    "X-Account-Storage-Policy-Policy-0-Object-Count": str(info["object_count"]),
+                    "X-Account-Storage-Policy-Policy-0-Bytes-Used": str(info["bytes_used"])})
+    headers.update(info["metadata"])
+    return headers
+
+
+@api.route("/v1/{account}", ["GET", "HEAD", "POST", "PUT", "DELETE"])
+@api.route("/v1/{account}/", ["GET", "HEAD", "POST", "PUT", "DELETE"])
+def account_endpoint(req):
+    account = req.path_params["account"]
+    method = req.method
+    if method in ("PUT", "DELETE"):
+        authorize(req, account, True)
+        raise SwiftError(405)
+    authorize(req, account, method == "POST")
+    if method == "POST":
+        storage().update_account_metadata(account, metadata_updates(
+            req, "account", ("x-account-meta-temp-url-key", "x-account-meta-temp-url-key-2")))
+        return empty(204, account_headers(account))
+    headers = account_headers(account)
+    if method == "HEAD":
+        return empty(204, headers, "text/plain; charset=utf-8")
+    fmt = listing_format(req)
+    items = storage().list_containers(account, **listing_options(req))
+    for item in items:
+        if "last_modified" in item:
+            item["last_modified"] = iso(item["last_modified"])
+    return listing_response(req, items, fmt, "account", account, headers)
+
+
+# ---------------------------------------------------------------------------- containers
+# Stored and returned; ACL enforcement (`.r:*`, project:user grants) is not done yet.
+CONTAINER_EXTRA = ("x-container-read", "x-container-write")
+
+
+def container_headers(account: str, container: str) -> dict:
+    info = storage().container_info(account, container)
+    if info is None:
+        raise SwiftError(404)
+    headers = base_headers()
+    headers.update({"X-Container-Object-Count": str(info["object_count"]),
+                    "X-Container-Bytes-Used": str(info["bytes_used"]),
+                    "X-Timestamp": info["created_at"], "X-Put-Timestamp": info["put_timestamp"],
+                    "Last-Modified": http_date(info["put_timestamp"]), "X-Storage-Policy": "Policy-0"})
+    headers.update(info["metadata"])
+    return headers
+
+
+def container_endpoint(req, account: str, container: str):
+    method = req.method
+    write = method in ("PUT", "POST", "DELETE")
+    authorize(req, account, write)
+    check_container_name(container)
+    store = storage()
+    if method == "PUT":
+        created = store.create_container(account, container, metadata_updates(req, "container", CONTAINER_EXTRA))
+        return empty(201 if created else 202, base_headers())
+    if method == "POST":
+        try:
+            store.update_container_metadata(account, container, metadata_updates(req, "container", CONTAINER_EXTRA))
+        except st.NotFoundError:
+            raise SwiftError(404) from None
+        return empty(204, base_headers())
+    if method == "DELETE":
+        try:
+            store.delete_container(account, container)
+        except st.NotFoundError:
+            raise SwiftError(404) from None
+        except st.NotEmptyError:
+            raise SwiftError(409) from None
+        return empty(204, base_headers())
+    if method not in ("GET", "HEAD"):
+        raise SwiftError(405)
+    headers = container_headers(account, container)
+    if method == "HEAD":
+        return empty(204, headers, "text/plain; charset=utf-8")
+    fmt = listing_format(req)
+    items = store.list_objects(account, container, **listing_options(req))
+    for item in items:
+        if "last_modified" in item:
+            item["last_modified"] = iso(item["last_modified"])
+    return listing_response(req, items, fmt, "container", container, headers)
+
+
+@api.route("/v1/{account}/{container}", ["GET", "HEAD", "POST", "PUT", "DELETE"])
+def container_route(req):
+    return container_endpoint(req, req.path_params["account"], req.path_params["container"])
+
+
+# ---------------------------------------------------------------------------- objects
+OBJECT_EXTRA = ("content-disposition", "content-encoding")
+
+
+def object_headers(meta: dict) -> dict:
+    headers = base_headers()
+    headers.update({"Content-Type": meta["content_type"], "Etag": meta["etag"],
+                    "Last-Modified": http_date(meta["timestamp"]), "X-Timestamp": meta["timestamp"]})
+    headers.update(meta.get("meta", {}))
+    return headers
+
+
+def _etags(value: str) -> list[str]:
+    return [v.strip().strip('"') for v in value.split(",") if v.strip()]
+
+
+def _parse_http_date(value: str) -> float | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp()
+
+
+def check_conditions(req, meta: dict, headers: dict) -> None:
+    etag = meta["etag"]
+    last_modified = math.ceil(float(meta["timestamp"]))
+    if_match = req.headers.get("if-match")
+    if if_match is not None and "*" not in _etags(if_match) and etag not in _etags(if_match):
+        raise SwiftError(412, headers={k: v for k, v in headers.items() if k in ("Etag", "Last-Modified", "X-Trans-Id")})
+    if_none_match = req.headers.get("if-none-match")
+    not_modified = False
+    if if_none_match is not None:
+        tags = _etags(if_none_match)
+        not_modified = "*" in tags or etag in tags
+    else:
+        since = req.headers.get("if-modified-since")
+        when = _parse_http_date(since) if since else None
+        if when is not None and last_modified <= when:
+            not_modified = True
+    if not_modified:
+        raise _NotModified(headers)
+    unmodified = req.headers.get("if-unmodified-since")
+    when = _parse_http_date(unmodified) if unmodified else None
+    if when is not None and last_modified > when:
+        raise SwiftError(412)
+
+
+class _NotModified(Exception):
+    def __init__(self, headers):
+        self.headers = headers
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None | str:
+    """(start, end exclusive) for a single satisfiable range; None to ignore; "416" when unsatisfiable."""
+    if not value.startswith("bytes=") or size == 0:
+        return None
+    specs = [s.strip() for s in value[6:].split(",")]
+    if len(specs) != 1:
+        return None  # multi-range: answered with the whole object (later: multipart/byteranges)
+    first, sep, last = specs[0].partition("-")
+    if not sep or (not first and not last):
+        return None
+    try:
+        if not first:
+            n = int(last)
+            if n == 0:
+                return "416"
+            return max(0, size - n), size
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if end <= start and last:
+        return None
+    if start >= size:
+        return "416"
+    return start, min(end, size)
+
+
+def object_endpoint(req, account: str, container: str, obj: str):
+    method = req.method
+    if method in ("GET", "HEAD"):
+        authorize(req, account, False)
+        return get_object(req, account, container, obj)
+    if method not in ("PUT", "POST", "DELETE", "COPY"):
+        raise SwiftError(405)
+    authorize(req, account, True)
+    check_container_name(container)
+    check_object_name(obj)
+    store = storage()
+    if method == "PUT":
+        try:
+            return put_object(req, account, container, obj)
+        except SwiftError as err:
+            # Let a client still sending its body read our answer (as the image service does).
+            if err.code not in (413, 499) and req.stream is not None and not req.stream.done:
+                req.stream.drain(1 << 24)
+            raise
+    if method == "COPY":
+        dest = req.headers.get("destination")
+        if not dest:
+            raise SwiftError(412, "You must specify a Destination header")
+        dest_account = req.headers.get("destination-account", account)
+        if dest_account != account:
+            authorize(req, dest_account, True)
+        d_container, d_obj = _split_copy_path(dest, "Destination")
+        return copy_object(req, account, container, obj, dest_account, d_container, d_obj)
+    if method == "POST":
+        if store.container_info(account, container) is None:
+            raise SwiftError(404)
+        try:
+            old, _ = store.head_object(account, container, obj)
+        except st.NotFoundError:
+            raise SwiftError(404) from None
+        updates = {"meta": {k: v for k, v in metadata_updates(req, "object", OBJECT_EXTRA).items() if v}}
+        if req.headers.get("content-type"):
+            updates["content_type"] = req.headers["content-type"]
+        store.post_object(account, container, obj, updates)
+        title_, text = "Accepted", "The request is accepted for processing."
+        return Response(f"<html><h1>{title_}</h1><p>{text}</p></html>", status_code=202, headers=base_headers(),
+                        media_type="text/html; charset=UTF-8")
+    # DELETE
+    try:
+        store.delete_object(account, container, obj)
+    except st.NotFoundError:
+        raise SwiftError(404) from None
+    return empty(204, base_headers())
+
+
+def get_object(req, account, container, obj):
+    store = storage()
+    try:
+        meta, path = store.head_object(account, container, obj)
+    except st.NotFoundError:
+        raise SwiftError(404) from None
+    headers = object_headers(meta)
+    try:
+        check_conditions(req, meta, headers)
+    except _NotModified as nm:
+        hdrs = {k: v for k, v in nm.headers.items() if k in ("Etag", "Last-Modified", "X-Timestamp", "X-Trans-Id")}
+        hdrs["Content-Length"] = "0"
+        return Response(status_code=304, headers=hdrs)
+    size = meta["size"]
+    start, end, status = 0, size, 200
+    rng = req.headers.get("range")
+    if rng:
+        parsed = parse_range(rng.replace(" ", ""), size)
+        if parsed == "416":
+            raise SwiftError(416, headers={"Content-Range": f"bytes */{size}", "X-Trans-Id": headers["X-Trans-Id"]})
+        if parsed:
+            start, end = parsed
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    if req.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    # The stored Content-Type goes out as stored (no media_type: Starlette would add a charset).
+    return StreamingResponse(store.iter_object(path, meta, start, end), status_code=status, headers=headers)
+
+
+def _split_copy_path(value: str, what: str) -> tuple[str, str]:
+    value = unquote(value).lstrip("/")
+    container, _, obj = value.partition("/")
+    if not container or not obj:
+        raise SwiftError(412, f"{what} header must be of the form <container name>/<object name>")
+    check_container_name(container)
+    check_object_name(obj)
+    return container, obj
+
+
+def _request_body(req):
+    if not req.stream:
+        return iter(())
+    return iter(req.stream)
+
+
+def put_object(req, account, container, obj):
+    store = storage()
+    copy_from = req.headers.get("x-copy-from")
+    if copy_from:
+        s_container, s_obj = _split_copy_path(copy_from, "X-Copy-From")
+        s_account = req.headers.get("x-copy-from-account", account)
+        return copy_object(req, s_account, s_container, s_obj, account, container, obj, via_put=True)
+    length = req.headers.get("content-length")
+    chunked = "chunked" in req.headers.get("transfer-encoding", "").lower()
+    if length is None and not chunked:
+        raise SwiftError(411)
+    if length is not None:
+        if not length.isdigit():
+            raise SwiftError(400, "Invalid Content-Length")
+        length = int(length)
+        if length > MAX_FILE_SIZE:
+            raise SwiftError(413)
+    if store.container_info(account, container) is None:
+        raise SwiftError(404)
+    if_none_match = req.headers.get("if-none-match")
+    if if_none_match is not None:
+        if if_none_match.strip() != "*":
+            raise SwiftError(400, "If-None-Match only supports *")
+        try:
+            store.head_object(account, container, obj)
+            raise SwiftError(412)
+        except st.NotFoundError:
+            pass
+    content_type = req.headers.get("content-type")
+    if not content_type or req.headers.get("x-detect-content-type", "").lower() in TRUE:
+        content_type = mimetypes.guess_type(obj)[0] or "application/octet-stream"
+    metadata = {"content_type": content_type,
+                "meta": {k: v for k, v in metadata_updates(req, "object", OBJECT_EXTRA).items() if v}}
+    body = _limited(_request_body(req), MAX_FILE_SIZE)
+    try:
+        meta = store.put_object(account, container, obj, body, metadata, expected_etag=req.headers.get("etag"),
+                                expected_length=length)
+    except st.EtagMismatch:
+        raise SwiftError(422) from None
+    except ClientDisconnect:
+        raise SwiftError(499) from None
+    except st.NotFoundError:
+        raise SwiftError(404) from None
+    except st.StorageError as exc:
+        if "shorter" in str(exc):
+            raise SwiftError(499) from None
+        raise SwiftError(503) from None
+    headers = base_headers()
+    headers.update({"Etag": meta["etag"], "Last-Modified": http_date(meta["timestamp"])})
+    return empty(201, headers)
+
+
+def _limited(chunks, limit):
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            raise SwiftError(413)
+        yield chunk
+
+
+def copy_object(req, s_account, s_container, s_obj, d_account, d_container, d_obj, via_put=False):
+    store = storage()
+    if s_account != d_account or not via_put:
+        authorize(req, s_account, False)
+    try:
+        src, path = store.head_object(s_account, s_container, s_obj)
+    except st.NotFoundError:
+        raise SwiftError(404) from None
+    check_conditions_safe(req, src)
+    if store.container_info(d_account, d_container) is None:
+        raise SwiftError(404)
+    fresh = req.headers.get("x-fresh-metadata", "").lower() in TRUE
+    meta = {} if fresh else dict(src.get("meta", {}))
+    meta.update({k: v for k, v in metadata_updates(req, "object", OBJECT_EXTRA).items()})
+    meta = {k: v for k, v in meta.items() if v}
+    content_type = req.headers.get("content-type") if (via_put or req.headers.get("content-type")) else None
+    if via_put and req.headers.get("content-type") in (None, "", "application/octet-stream") and not fresh:
+        content_type = None
+    result = store.put_object(d_account, d_container, d_obj, store.iter_object(path, src),
+                              {"content_type": content_type or src["content_type"], "meta": meta})
+    headers = base_headers()
+    headers.update({"Etag": result["etag"], "Last-Modified": http_date(result["timestamp"]),
+                    "X-Copied-From": quote(f"{s_container}/{s_obj}"),
+                    "X-Copied-From-Last-Modified": http_date(src["timestamp"])})
+    if s_account != d_account:
+        headers["X-Copied-From-Account"] = quote(s_account)
+    return empty(201, headers)
+
+
+def check_conditions_safe(req, meta):
+    """Conditional headers of a copy apply to the source; any failure is a 412."""
+    try:
+        check_conditions(req, meta, {})
+    except _NotModified:
+        raise SwiftError(412) from None
+
+
+@api.route("/v1/{account}/{container}/{obj:path}", ["GET", "HEAD", "POST", "PUT", "DELETE", "COPY"], stream=True)
+def object_route(req):
+    account, container, obj = (req.path_params[k] for k in ("account", "container", "obj"))
+    if obj == "":
+        return container_endpoint(req, account, container)
+    return object_endpoint(req, account, container, obj)

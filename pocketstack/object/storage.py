@@ -1,0 +1,554 @@
+"""The object storage engine: object files and account databases on the ring's devices.
+
+Layout, under `<state_dir>/object/devices/<device>/` (one directory per ring device):
+
+    objects/<part>/<hash[-3:]>/<hash>/<timestamp>.data   object bytes + a JSON metadata trailer
+    objects/<part>/<hash[-3:]>/<hash>/<timestamp>.meta   metadata set later by POST (JSON)
+    objects/<part>/<hash[-3:]>/<hash>/<timestamp>.ts     tombstone (DELETE)
+    accounts/<part>/<hash[-3:]>/<hash>/<hash>.db         the account database (SQLite)
+    tmp/                                                 in-flight writes
+
+Every object is placed on its partition's primary devices (`Ring.get_nodes`); a PUT streams the
+body to one temporary file per replica, then fsyncs and renames each into place: the write
+succeeds when a quorum of replicas (replicas // 2 + 1) is committed, and a crash mid-PUT leaves
+only files under `tmp/`. The metadata lives in the same file as the data (a trailer), so one
+rename commits both. Reads use the first primary whose file is readable and intact.
+
+Listings: one SQLite database per *account* (why not one per container, as upstream?): it holds
+the account's metadata, its containers (with their metadata and object/byte counts) and the
+index of their objects (`PRIMARY KEY (container, name)`, a B-tree, so listings with
+marker/prefix are index range scans, fast at millions of rows). Object counts and account
+totals then change in the same transaction as the object row, with no asynchronous
+container -> account updater to write yet. Each account database is replicated on the account
+path's ring devices: every change is applied to every replica (quorum success), and reads use
+the first healthy replica. Splitting the hot containers into their own databases (and a
+replicator that reconciles replicas which missed writes) is for later.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import struct
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from pocketstack.object.ring import Ring, RingBuilder, hash_path
+
+CHUNK = 1 << 16
+TRAILER = struct.Struct(">I8s")  # metadata length, magic
+MAGIC = b"PSOBJv1\n"
+
+
+class StorageError(Exception):
+    """Not enough replicas could be written or read."""
+
+
+class NotFoundError(StorageError):
+    pass
+
+
+class NotEmptyError(StorageError):
+    pass
+
+
+class EtagMismatch(StorageError):
+    pass
+
+
+def timestamp(t: float | None = None) -> str:
+    """Swift's normalized timestamp: 16 characters, 5 decimals."""
+    return "%016.05f" % (time.time() if t is None else t)
+
+
+_ts_lock = threading.Lock()
+_last_ts = [0.0]
+
+
+def new_timestamp() -> str:
+    """A strictly increasing timestamp in this process (two writes in one 10 µs still order)."""
+    with _ts_lock:
+        t = max(time.time(), _last_ts[0] + 0.00001)
+        _last_ts[0] = t
+        return timestamp(t)
+
+
+def bootstrap_ring(root: Path, replicas: int = 3, devices: int = 3, part_power: int = 10) -> Path:
+    """Build `object.builder` / `object.ring.gz` (devices d1..dN in zones 1..N) if there is none."""
+    ring_path = root / "object.ring.gz"
+    if ring_path.exists():
+        return ring_path
+    root.mkdir(parents=True, exist_ok=True)
+    builder = RingBuilder(part_power, replicas, 1)
+    for i in range(1, devices + 1):
+        builder.add_dev({"region": 1, "zone": i, "ip": "127.0.0.1", "port": 6200, "device": f"d{i}",
+                         "weight": 100})
+    builder.rebalance(seed=1)
+    builder.save(root / "object.builder")
+    builder.write_ring(ring_path)
+    return ring_path
+
+
+# ---------------------------------------------------------------------------- account db
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS account_stat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    created_at TEXT NOT NULL, put_timestamp TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS container (
+    name TEXT PRIMARY KEY, created_at TEXT NOT NULL, put_timestamp TEXT NOT NULL,
+    object_count INTEGER NOT NULL DEFAULT 0, bytes_used INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT NOT NULL DEFAULT '{}') WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS object (
+    container TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL, size INTEGER NOT NULL,
+    content_type TEXT NOT NULL, etag TEXT NOT NULL, PRIMARY KEY (container, name)) WITHOUT ROWID;
+"""
+
+
+class Storage:
+    """The engine's whole interface: accounts, containers and objects."""
+
+    def __init__(self, root: Path, ring: Ring):
+        self.root = Path(root)
+        self.devices = self.root / "devices"
+        self.ring = ring
+
+    # -- placement -----------------------------------------------------------
+    def _replicas(self, account, container=None, obj=None) -> tuple[list[Path], str]:
+        part, nodes = self.ring.get_nodes(account, container, obj)
+        digest = hash_path(account, container, obj, prefix=self.ring.prefix, suffix=self.ring.suffix)
+        kind = "objects" if obj else "accounts"
+        return [self.devices / n["device"] / kind / str(part) / digest[-3:] / digest for n in nodes], digest
+
+    def _quorum(self, n: int) -> int:
+        return n // 2 + 1
+
+    def object_dirs(self, account: str, container: str, obj: str) -> list[Path]:
+        return self._replicas(account, container, obj)[0]
+
+    # -- account databases ---------------------------------------------------
+    def _connect(self, path: Path, create: bool) -> sqlite3.Connection | None:
+        if not path.exists():
+            if not create:
+                return None
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if create:
+            conn.executescript(SCHEMA)
+        return conn
+
+    def _db_paths(self, account: str) -> list[Path]:
+        dirs, digest = self._replicas(account)
+        return [d / f"{digest}.db" for d in dirs]
+
+    def _write(self, account: str, fn: Callable[[sqlite3.Connection], object], create: bool = True):
+        """Apply `fn` in one transaction on every replica of the account database."""
+        paths = self._db_paths(account)
+        results, errors = [], []
+        for path in paths:
+            try:
+                conn = self._connect(path, create)
+                if conn is None:
+                    continue
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        if create:
+                            conn.execute("INSERT OR IGNORE INTO account_stat (id, created_at, put_timestamp) "
+                                         "VALUES (1, ?, ?)", (new_timestamp(),) * 2)
+                        results.append(fn(conn))
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    conn.close()
+            except (sqlite3.Error, OSError) as exc:
+                errors.append(exc)
+        if not results and not errors:
+            raise NotFoundError(account)
+        if len(results) < self._quorum(len(paths)):
+            raise StorageError(f"account {account}: only {len(results)} of {len(paths)} replicas written: {errors}")
+        return results[0]
+
+    def _read(self, account: str, fn: Callable[[sqlite3.Connection], object]):
+        """`fn` on the first healthy replica; NotFoundError when no replica has the account."""
+        for path in self._db_paths(account):
+            try:
+                conn = self._connect(path, False)
+                if conn is None:
+                    continue
+                try:
+                    return fn(conn)
+                finally:
+                    conn.close()
+            except (sqlite3.Error, OSError):
+                continue
+        raise NotFoundError(account)
+
+    # -- accounts ------------------------------------------------------------
+    def account_info(self, account: str) -> dict | None:
+        def read(conn):
+            row = conn.execute("SELECT created_at, put_timestamp, metadata FROM account_stat").fetchone()
+            if row is None:
+                return None
+            count, objects, used = conn.execute(
+                "SELECT count(*), coalesce(sum(object_count), 0), coalesce(sum(bytes_used), 0) FROM container"
+            ).fetchone()
+            return {"created_at": row[0], "put_timestamp": row[1], "metadata": json.loads(row[2]),
+                    "container_count": count, "object_count": objects, "bytes_used": used}
+        try:
+            return self._read(account, read)
+        except NotFoundError:
+            return None
+
+    def update_account_metadata(self, account: str, updates: dict[str, str]) -> None:
+        """Set keys to values; an empty value removes the key."""
+        def write(conn):
+            meta = json.loads(conn.execute("SELECT metadata FROM account_stat").fetchone()[0])
+            _merge(meta, updates)
+            conn.execute("UPDATE account_stat SET metadata = ?", (json.dumps(meta),))
+        self._write(account, write)
+
+    def list_containers(self, account: str, **opts) -> list[dict]:
+        def read(conn):
+            def fetch(marker, end_marker, prefix, reverse, limit):
+                sql, args = _range_sql("name", marker, end_marker, prefix, reverse)
+                rows = conn.execute("SELECT name, object_count, bytes_used, put_timestamp FROM container"
+                                    f" WHERE {sql} ORDER BY name {'DESC' if reverse else 'ASC'} LIMIT ?",
+                                    (*args, limit)).fetchall()
+                return [{"name": r[0], "count": r[1], "bytes": r[2], "last_modified": r[3]} for r in rows]
+            return _listing(fetch, **opts)
+        try:
+            return self._read(account, read)
+        except NotFoundError:
+            return []
+
+    # -- containers ----------------------------------------------------------
+    def container_info(self, account: str, container: str) -> dict | None:
+        def read(conn):
+            row = conn.execute("SELECT created_at, put_timestamp, object_count, bytes_used, metadata "
+                               "FROM container WHERE name = ?", (container,)).fetchone()
+            if row is None:
+                return None
+            return {"created_at": row[0], "put_timestamp": row[1], "object_count": row[2],
+                    "bytes_used": row[3], "metadata": json.loads(row[4])}
+        try:
+            return self._read(account, read)
+        except NotFoundError:
+            return None
+
+    def create_container(self, account: str, container: str, metadata: dict[str, str]) -> bool:
+        """Create (True) or update the metadata of (False) a container."""
+        ts = new_timestamp()
+
+        def write(conn):
+            row = conn.execute("SELECT metadata FROM container WHERE name = ?", (container,)).fetchone()
+            meta = json.loads(row[0]) if row else {}
+            _merge(meta, metadata)
+            if row is None:
+                conn.execute("INSERT INTO container (name, created_at, put_timestamp, metadata) VALUES (?, ?, ?, ?)",
+                             (container, ts, ts, json.dumps(meta)))
+                return True
+            conn.execute("UPDATE container SET put_timestamp = ?, metadata = ? WHERE name = ?",
+                         (ts, json.dumps(meta), container))
+            return False
+        return self._write(account, write)
+
+    def update_container_metadata(self, account: str, container: str, updates: dict[str, str]) -> None:
+        def write(conn):
+            row = conn.execute("SELECT metadata FROM container WHERE name = ?", (container,)).fetchone()
+            if row is None:
+                raise NotFoundError(container)
+            meta = json.loads(row[0])
+            _merge(meta, updates)
+            conn.execute("UPDATE container SET metadata = ? WHERE name = ?", (json.dumps(meta), container))
+        self._write(account, write, create=False)
+
+    def delete_container(self, account: str, container: str) -> None:
+        def write(conn):
+            row = conn.execute("SELECT object_count FROM container WHERE name = ?", (container,)).fetchone()
+            if row is None:
+                raise NotFoundError(container)
+            if row[0] or conn.execute("SELECT 1 FROM object WHERE container = ? LIMIT 1", (container,)).fetchone():
+                raise NotEmptyError(container)
+            conn.execute("DELETE FROM container WHERE name = ?", (container,))
+        self._write(account, write, create=False)
+
+    def list_objects(self, account: str, container: str, **opts) -> list[dict]:
+        def read(conn):
+            def fetch(marker, end_marker, prefix, reverse, limit):
+                sql, args = _range_sql("name", marker, end_marker, prefix, reverse)
+                rows = conn.execute("SELECT name, created_at, size, content_type, etag FROM object"
+                                    f" WHERE container = ? AND {sql} ORDER BY name {'DESC' if reverse else 'ASC'}"
+                                    " LIMIT ?", (container, *args, limit)).fetchall()
+                return [{"name": r[0], "last_modified": r[1], "bytes": r[2], "content_type": r[3], "hash": r[4]}
+                        for r in rows]
+            return _listing(fetch, **opts)
+        return self._read(account, read)
+
+    def _record_object(self, account: str, container: str, obj: str, row: dict | None) -> None:
+        """Put (row) or remove (None) one object in its container's index, keeping the counts."""
+        def write(conn):
+            if conn.execute("SELECT 1 FROM container WHERE name = ?", (container,)).fetchone() is None:
+                raise NotFoundError(container)
+            old = conn.execute("SELECT size FROM object WHERE container = ? AND name = ?", (container, obj)).fetchone()
+            if old is not None:
+                conn.execute("DELETE FROM object WHERE container = ? AND name = ?", (container, obj))
+                conn.execute("UPDATE container SET object_count = object_count - 1, bytes_used = bytes_used - ? "
+                             "WHERE name = ?", (old[0], container))
+            if row is not None:
+                conn.execute("INSERT INTO object (container, name, created_at, size, content_type, etag) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (container, obj, row["timestamp"], row["size"], row["content_type"], row["etag"]))
+                conn.execute("UPDATE container SET object_count = object_count + 1, bytes_used = bytes_used + ? "
+                             "WHERE name = ?", (row["size"], container))
+        self._write(account, write, create=False)
+
+    # -- objects -------------------------------------------------------------
+    def put_object(self, account: str, container: str, obj: str, stream: Iterable[bytes], metadata: dict,
+                   expected_etag: str | None = None, expected_length: int | None = None) -> dict:
+        """Stream `stream` to every replica; `metadata` holds content_type and user `meta`.
+        Returns the committed metadata (etag, size, timestamp, ...)."""
+        dirs = self.object_dirs(account, container, obj)
+        ts = new_timestamp()
+        tmps, handles = [], []
+        try:
+            for d in dirs:
+                tmpdir = d.parents[3] / "tmp"  # devices/<dev>/tmp
+                try:
+                    tmpdir.mkdir(parents=True, exist_ok=True)
+                    path = tmpdir / f"{uuid.uuid4().hex}.tmp"
+                    handles.append(open(path, "wb"))
+                    tmps.append((path, d))
+                except OSError:
+                    continue
+            if len(handles) < self._quorum(len(dirs)):
+                raise StorageError("not enough devices to write the object")
+            md5 = hashlib.md5(usedforsecurity=False)
+            size = 0
+            for chunk in stream:
+                md5.update(chunk)
+                size += len(chunk)
+                for fh in handles:
+                    fh.write(chunk)
+            etag = md5.hexdigest()
+            if expected_length is not None and size != expected_length:
+                raise StorageError("the body is shorter than its Content-Length")
+            if expected_etag is not None and expected_etag.strip('"').lower() != etag:
+                raise EtagMismatch(etag)
+            meta = {"name": f"/{account}/{container}/{obj}", "timestamp": ts, "etag": etag, "size": size,
+                    "content_type": metadata.get("content_type") or "application/octet-stream",
+                    "meta": metadata.get("meta", {})}
+            trailer = json.dumps(meta).encode()
+            committed = 0
+            for fh, (path, d) in zip(handles, tmps):
+                try:
+                    fh.write(trailer + TRAILER.pack(len(trailer), MAGIC))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    fh.close()
+                    d.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, d / f"{ts}.data")
+                    _fsync_dir(d)
+                    _cleanup(d, ts)
+                    committed += 1
+                except OSError:
+                    continue
+            if committed < self._quorum(len(dirs)):
+                raise StorageError("the object could not be written to a quorum of devices")
+        finally:
+            for fh in handles:
+                if not fh.closed:
+                    fh.close()
+            for path, _ in tmps:
+                if path.exists():
+                    path.unlink(missing_ok=True)
+        self._record_object(account, container, obj, meta)
+        return meta
+
+    def _read_replica(self, d: Path) -> tuple[dict, Path | None] | None:
+        """(metadata, data file) of one replica directory, or None when it holds nothing."""
+        try:
+            names = sorted(os.listdir(d), reverse=True)
+        except FileNotFoundError:
+            return None
+        meta_file = None
+        for name in names:
+            if name.endswith(".meta") and meta_file is None:
+                meta_file = name
+            elif name.endswith(".ts"):
+                return {"deleted": True, "timestamp": name[:-3]}, None
+            elif name.endswith(".data"):
+                path = d / name
+                meta = read_trailer(path)
+                if meta_file and meta_file[:-5] > name[:-5]:
+                    update = json.loads((d / meta_file).read_text())
+                    meta = {**meta, **update}
+                return meta, path
+        return None
+
+    def head_object(self, account: str, container: str, obj: str) -> tuple[dict, Path]:
+        """Metadata and data file of the first healthy replica; NotFoundError when deleted/absent."""
+        for d in self.object_dirs(account, container, obj):
+            try:
+                found = self._read_replica(d)
+            except (OSError, ValueError):
+                continue  # unreadable or corrupt replica: try the next one
+            if found is None:
+                continue
+            meta, path = found
+            if path is None:
+                raise NotFoundError(obj)
+            return meta, path
+        raise NotFoundError(obj)
+
+    def iter_object(self, path: Path, meta: dict, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        end = meta["size"] if end is None else end
+        with open(path, "rb") as fh:
+            fh.seek(start)
+            left = end - start
+            while left > 0:
+                data = fh.read(min(CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
+                yield data
+
+    def post_object(self, account: str, container: str, obj: str, updates: dict) -> dict:
+        """Replace user metadata (and optionally content_type) with a `.meta` file on each replica."""
+        meta, _ = self.head_object(account, container, obj)
+        ts = new_timestamp()
+        body = json.dumps(updates).encode()
+        done = 0
+        dirs = self.object_dirs(account, container, obj)
+        for d in dirs:
+            if not any(p.suffix == ".data" for p in d.glob("*.data")):
+                continue
+            try:
+                _atomic_write(d, f"{ts}.meta", body)
+                for old in d.glob("*.meta"):
+                    if old.name != f"{ts}.meta":
+                        old.unlink(missing_ok=True)
+                done += 1
+            except OSError:
+                continue
+        if done == 0:
+            raise StorageError("the metadata could not be written")
+        if "content_type" in updates:
+            self._record_object(account, container, obj, {**meta, **updates})
+        return {**meta, **updates}
+
+    def delete_object(self, account: str, container: str, obj: str) -> None:
+        self.head_object(account, container, obj)  # 404 when absent
+        ts = new_timestamp()
+        for d in self.object_dirs(account, container, obj):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                _atomic_write(d, f"{ts}.ts", b"")
+                _cleanup(d, ts)
+            except OSError:
+                continue
+        self._record_object(account, container, obj, None)
+
+
+# ---------------------------------------------------------------------------- helpers
+def read_trailer(path: Path) -> dict:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        total = fh.tell()
+        if total < TRAILER.size:
+            raise ValueError("truncated object file")
+        fh.seek(total - TRAILER.size)
+        length, magic = TRAILER.unpack(fh.read(TRAILER.size))
+        if magic != MAGIC or length > total - TRAILER.size:
+            raise ValueError("not an object file")
+        fh.seek(total - TRAILER.size - length)
+        meta = json.loads(fh.read(length))
+    if meta["size"] != total - TRAILER.size - length:
+        raise ValueError("object file size does not match its metadata")
+    return meta
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(d: Path, name: str, data: bytes) -> None:
+    tmp = d / f".{name}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, d / name)
+    _fsync_dir(d)
+
+
+def _cleanup(d: Path, ts: str) -> None:
+    """Remove every file older than the one just committed at `ts`."""
+    for p in d.iterdir():
+        if p.suffix in (".data", ".meta", ".ts") and p.stem < ts:
+            p.unlink(missing_ok=True)
+
+
+def _merge(meta: dict, updates: dict) -> None:
+    for key, value in updates.items():
+        if value == "" or value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+
+
+def _range_sql(col: str, marker, end_marker, prefix, reverse) -> tuple[str, list]:
+    where, args = ["1=1"], []
+    if marker:
+        where.append(f"{col} {'<' if reverse else '>'} ?")
+        args.append(marker)
+    if end_marker:
+        where.append(f"{col} {'>' if reverse else '<'} ?")
+        args.append(end_marker)
+    if prefix:
+        where.append(f"{col} >= ?")
+        args.append(prefix)
+        # Every name that starts with `prefix` sorts below prefix + U+10FFFF.
+        where.append(f"{col} < ?")
+        args.append(prefix + "\U0010ffff")
+    return " AND ".join(where), args
+
+
+def _listing(fetch, *, limit: int, marker: str = "", end_marker: str = "", prefix: str = "",
+             delimiter: str = "", reverse: bool = False) -> list[dict]:
+    """Swift's listing semantics over an ordered `fetch(marker, end_marker, prefix, reverse, limit)`,
+    including `delimiter` roll-ups into `{"subdir": ...}` entries."""
+    if not delimiter:
+        return fetch(marker, end_marker, prefix, reverse, limit)
+    out: list[dict] = []
+    orig_marker = marker
+    while len(out) < limit:
+        rows = fetch(marker, end_marker, prefix, reverse, limit - len(out))
+        if not rows:
+            break
+        for row in rows:
+            name = row["name"]
+            cut = name.find(delimiter, len(prefix))
+            if cut >= 0:
+                subdir = name[: cut + len(delimiter)]
+                if subdir != orig_marker and (not out or out[-1].get("subdir") != subdir):
+                    out.append({"subdir": subdir})
+                # skip everything else under this subdir
+                marker = subdir if reverse else subdir + "\U0010ffff"
+                break
+            out.append(row)
+            marker = name
+            if len(out) >= limit:
+                break
+    return out
