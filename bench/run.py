@@ -633,6 +633,11 @@ a temporary work dir that is removed afterwards (`--keep` keeps it). Ports are p
 at start. Run it on an otherwise idle machine when you can; the load average is recorded
 above either way.
 """
+    # Keep the sections other benchmarks own (e.g. bench/image.py's "## Image service ...").
+    old = path.read_text() if path.exists() else ""
+    keep = old.find("\n## Image service")
+    if keep >= 0:
+        text = text.rstrip("\n") + "\n" + old[keep:]
     path.write_text(text)
 
 
