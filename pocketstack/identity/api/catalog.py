@@ -9,6 +9,7 @@ from pocketstack.common.errors import BadRequest
 from pocketstack.identity import catalog, core
 from pocketstack.identity import models as m
 from pocketstack.identity.api.common import (
+    no_content,
     api,
     apply_filters,
     body_of,
@@ -21,8 +22,6 @@ from pocketstack.identity.api.common import (
 )
 
 
-def _no_content():
-    return Response(status_code=204)
 
 
 def fmt_region(req, r: m.Region) -> dict:
@@ -90,7 +89,7 @@ def delete_region(req):
     enforce(req, "identity:delete_region")
     with session() as sess:
         catalog.delete_region(sess, req.path_params["region_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- services
@@ -131,7 +130,7 @@ def delete_service(req):
     enforce(req, "identity:delete_service")
     with session() as sess:
         catalog.delete_service(sess, req.path_params["service_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- endpoints
@@ -173,7 +172,7 @@ def delete_endpoint(req):
     enforce(req, "identity:delete_endpoint")
     with session() as sess:
         catalog.delete_endpoint(sess, req.path_params["endpoint_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- OS-EP-FILTER
@@ -257,7 +256,7 @@ def delete_endpoint_group(req):
         sess.execute(delete(m.ProjectEndpointGroup).where(m.ProjectEndpointGroup.endpoint_group_id == g.id))
         sess.delete(g)
         core.emit("endpoint_group.deleted", g.id, req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/OS-EP-FILTER/endpoint_groups/{group_id}/endpoints", "GET")
@@ -289,7 +288,7 @@ def add_endpoint_group_project(req):
         proj = core.get_project(sess, req.path_params["project_id"])
         if sess.get(m.ProjectEndpointGroup, (g.id, proj.id)) is None:
             sess.add(m.ProjectEndpointGroup(endpoint_group_id=g.id, project_id=proj.id))
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/OS-EP-FILTER/endpoint_groups/{group_id}/projects/{project_id}", "GET")
@@ -311,7 +310,7 @@ def remove_endpoint_group_project(req):
         row = sess.get(m.ProjectEndpointGroup, (req.path_params["group_id"], req.path_params["project_id"]))
         catalog.ensure_not_found(row, "project endpoint group", req.path_params["project_id"])
         sess.delete(row)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/OS-EP-FILTER/projects/{project_id}/endpoints", "GET")
@@ -354,7 +353,7 @@ def add_project_endpoint(req):
         catalog.check_project_endpoint_parts(sess, p["project_id"], p["endpoint_id"])
         if sess.get(m.ProjectEndpoint, (p["endpoint_id"], p["project_id"])) is None:
             sess.add(m.ProjectEndpoint(endpoint_id=p["endpoint_id"], project_id=p["project_id"]))
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/OS-EP-FILTER/projects/{project_id}/endpoints/{endpoint_id}", "GET")
@@ -366,7 +365,7 @@ def check_project_endpoint(req):
         catalog.check_project_endpoint_parts(sess, p["project_id"], p["endpoint_id"])
         catalog.ensure_not_found(sess.get(m.ProjectEndpoint, (p["endpoint_id"], p["project_id"])),
                                  "project endpoint", p["endpoint_id"])
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/OS-EP-FILTER/projects/{project_id}/endpoints/{endpoint_id}", "DELETE")
@@ -377,7 +376,7 @@ def remove_project_endpoint(req):
         row = catalog.ensure_not_found(sess.get(m.ProjectEndpoint, (p["endpoint_id"], p["project_id"])),
                                        "project endpoint", p["endpoint_id"])
         sess.delete(row)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- /v3/policies
@@ -441,4 +440,4 @@ def delete_policy(req):
     with session() as sess:
         sess.delete(_policy(sess, req.path_params["policy_id"]))
         core.emit("policy.deleted", req.path_params["policy_id"], req.context)
-    return _no_content()
+    return no_content()

@@ -38,6 +38,13 @@ def v3_url(req: ApiRequest, path: str) -> str:
     return f"{req.base_url}/v3/{path}"
 
 
+def no_content():
+    """204 No Content (a fresh Response each time: they are not reusable)."""
+    from starlette.responses import Response
+
+    return Response(status_code=204)
+
+
 def list_links(req: ApiRequest) -> dict:
     return {"self": req.url, "previous": None, "next": None}
 

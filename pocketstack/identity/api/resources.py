@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from starlette.responses import Response
 
 from pocketstack.common.errors import BadRequest, NotFound
 from pocketstack.identity import core
 from pocketstack.identity import models as m
 from pocketstack.identity.api.common import (
+    no_content,
     api,
     apply_filters,
     body_of,
@@ -20,8 +20,6 @@ from pocketstack.identity.api.common import (
     session,
 )
 
-def _no_content():
-    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------------------- domains
@@ -63,7 +61,7 @@ def delete_domain(req):
     enforce(req, "identity:delete_domain")
     with session() as sess:
         core.delete_domain(sess, req.path_params["domain_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- projects
@@ -173,7 +171,7 @@ def delete_project(req):
             core.delete_domain(sess, pid, req.context)
         else:
             core.delete_project(sess, pid, req.context, cascade=req.query_flag("cascade"))
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/projects/{project_id}/tags", "GET")
@@ -199,7 +197,7 @@ def clear_project_tags(req):
     enforce(req, "identity:update_project_tags")
     with session() as sess:
         core.get_project(sess, req.path_params["project_id"]).tags = []
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/projects/{project_id}/tags/{tag}", "GET")
@@ -210,7 +208,7 @@ def check_project_tag(req):
     with session() as sess:
         if req.path_params["tag"] not in core.get_project(sess, pid).tags:
             raise NotFound(f"Could not find project tag: {req.path_params['tag']}.")
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/projects/{project_id}/tags/{tag}", "PUT")
@@ -232,7 +230,7 @@ def delete_project_tag(req):
         if tag not in proj.tags:
             raise NotFound(f"Could not find project tag: {tag}.")
         proj.tags = [t for t in proj.tags if t != tag]
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- users
@@ -284,7 +282,7 @@ def delete_user(req):
     enforce(req, "identity:delete_user")
     with session() as sess:
         core.delete_user(sess, req.path_params["user_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/users/{user_id}/password", "POST")
@@ -296,7 +294,7 @@ def change_password(req):
         raise BadRequest("Both 'original_password' and 'password' are required strings.")
     with session() as sess:
         core.change_own_password(sess, uid, data["original_password"], data["password"])
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/users/{user_id}/groups", "GET")
@@ -361,7 +359,7 @@ def delete_group(req):
     enforce(req, "identity:delete_group")
     with session() as sess:
         core.delete_group(sess, req.path_params["group_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/groups/{group_id}/users", "GET")
@@ -380,7 +378,7 @@ def add_group_user(req):
     enforce(req, "identity:add_user_to_group")
     with session() as sess:
         core.add_user_to_group(sess, req.path_params["group_id"], req.path_params["user_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/groups/{group_id}/users/{user_id}", "HEAD")
@@ -393,7 +391,7 @@ def check_group_user(req):
         core.get_user(sess, uid)
         if uid not in core.group_user_ids(sess, gid):
             raise NotFound(f"Could not find user {uid} in group {gid}.")
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/groups/{group_id}/users/{user_id}", "DELETE")
@@ -401,4 +399,4 @@ def remove_group_user(req):
     enforce(req, "identity:remove_user_from_group")
     with session() as sess:
         core.remove_user_from_group(sess, req.path_params["group_id"], req.path_params["user_id"], req.context)
-    return _no_content()
+    return no_content()

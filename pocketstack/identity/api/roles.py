@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from starlette.responses import Response
 
 from pocketstack.common.errors import BadRequest
 from pocketstack.identity import core
 from pocketstack.identity import models as m
 from pocketstack.identity.api.common import (
+    no_content,
     api,
     apply_filters,
     body_of,
@@ -19,8 +19,6 @@ from pocketstack.identity.api.common import (
 )
 
 
-def _no_content():
-    return Response(status_code=204)
 
 
 # ---------------------------------------------------------------------------- roles
@@ -63,7 +61,7 @@ def delete_role(req):
     enforce(req, "identity:delete_role")
     with session() as sess:
         core.delete_role(sess, req.path_params["role_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- implied roles
@@ -110,7 +108,7 @@ def check_implied(req):
     enforce(req, "identity:check_implied_role")
     with session() as sess:
         core.get_implied_role(sess, req.path_params["prior_id"], req.path_params["implied_id"])
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/roles/{prior_id}/implies/{implied_id}", "DELETE")
@@ -118,7 +116,7 @@ def delete_implied(req):
     enforce(req, "identity:delete_implied_role")
     with session() as sess:
         core.delete_implied_role(sess, req.path_params["prior_id"], req.path_params["implied_id"], req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/role_inferences", "GET")
@@ -156,7 +154,7 @@ def _grant_routes(target: str, actor: str, inherited: bool):
         p = req.path_params
         with session() as sess:
             core.grant(sess, actor, p["actor_id"], target, p["target_id"], p["role_id"], inherited, req.context)
-        return _no_content()
+        return no_content()
 
     @api.route(base, "HEAD")
     @api.route(base, "GET")
@@ -165,7 +163,7 @@ def _grant_routes(target: str, actor: str, inherited: bool):
         with session() as sess:
             enforce(req, "identity:check_grant", {"domain_id": target_domain(sess, p["target_id"])})
             core.check_grant(sess, actor, p["actor_id"], target, p["target_id"], p["role_id"], inherited)
-        return _no_content()
+        return no_content()
 
     @api.route(base, "DELETE")
     def delete_grant(req):
@@ -174,7 +172,7 @@ def _grant_routes(target: str, actor: str, inherited: bool):
         with session() as sess:
             core.revoke_grant(sess, actor, p["actor_id"], target, p["target_id"], p["role_id"], inherited,
                               req.context)
-        return _no_content()
+        return no_content()
 
     @api.route(list_path, "GET")
     def list_grants(req):
@@ -213,7 +211,7 @@ def _system_routes(actor: str):
         with session() as sess:
             core.grant(sess, actor, req.path_params["actor_id"], "system", "system", req.path_params["role_id"],
                        ctx=req.context)
-        return _no_content()
+        return no_content()
 
     @api.route(base + "/{role_id}", "HEAD")
     @api.route(base + "/{role_id}", "GET")
@@ -222,7 +220,7 @@ def _system_routes(actor: str):
         with session() as sess:
             core.check_grant(sess, actor, req.path_params["actor_id"], "system", "system",
                              req.path_params["role_id"])
-        return _no_content()
+        return no_content()
 
     @api.route(base + "/{role_id}", "DELETE")
     def delete_system(req):
@@ -230,7 +228,7 @@ def _system_routes(actor: str):
         with session() as sess:
             core.revoke_grant(sess, actor, req.path_params["actor_id"], "system", "system",
                               req.path_params["role_id"], ctx=req.context)
-        return _no_content()
+        return no_content()
 
 
 _system_routes("user")

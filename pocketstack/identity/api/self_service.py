@@ -8,12 +8,12 @@ from __future__ import annotations
 import base64
 import binascii
 
-from starlette.responses import Response
 
 from pocketstack.common.errors import BadRequest, Forbidden, NotFound
 from pocketstack.identity import core, delegation
 from pocketstack.identity import models as m
 from pocketstack.identity.api.common import (
+    no_content,
     api,
     apply_filters,
     body_of,
@@ -25,8 +25,6 @@ from pocketstack.identity.api.common import (
 )
 
 
-def _no_content():
-    return Response(status_code=204)
 
 
 def _target(**fields) -> dict:
@@ -126,7 +124,7 @@ def delete_credential(req):
     with session() as sess:
         cred = _load_credential(req, sess, "identity:delete_credential")
         delegation.delete_credential(sess, cred, req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- OS-EC2
@@ -178,7 +176,7 @@ def delete_ec2_credential(req):
         enforce(req, "identity:ec2_delete_credential", _ec2_target(sess, uid, access))
         cred, _ = delegation.get_ec2_credential(sess, uid, access, req.context)
         delegation.delete_credential(sess, cred, req.context)
-    return _no_content()
+    return no_content()
 
 
 def _signed_credentials(req) -> dict:
@@ -276,7 +274,7 @@ def delete_application_credential(req):
     with session() as sess:
         ac = _load_app_cred(req, sess, "identity:delete_application_credential")
         delegation.delete_application_credential(sess, ac, req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- access rules
@@ -316,7 +314,7 @@ def delete_access_rule(req):
     with session() as sess:
         ar = delegation.get_access_rule(sess, uid, req.path_params["access_rule_id"])
         delegation.delete_access_rule(sess, ar, req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- trusts
@@ -396,7 +394,7 @@ def delete_trust(req):
     with session() as sess:
         trust = _load_trust(req, sess, "identity:delete_trust")
         delegation.delete_trust(sess, trust, req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v3/OS-TRUST/trusts/{trust_id}/roles", "GET")

@@ -26,13 +26,11 @@ from pocketstack.common.errors import BadRequest, Forbidden, NotFound, Unauthori
 from pocketstack.common.runtime import current
 from pocketstack.identity import catalog, core, tokens
 from pocketstack.identity import models as m
-from pocketstack.identity.api.common import api, enforce, session
+from pocketstack.identity.api.common import api, enforce, no_content, session
 
 MAX_PARAM = 255
 
 
-def _no_content():
-    return Response(status_code=204)
 
 
 def _default_domain() -> str:
@@ -297,7 +295,7 @@ def revoke_token(req):
         if ctx.user_id != payload.user_id:
             enforce(req, "identity:revoke_token", {"token": {"user_id": payload.user_id}})
         core.revoke(sess, audit_id=payload.audit_ids[0])
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v2.0/tokens/{token_id}/endpoints", "GET")
@@ -415,7 +413,7 @@ def delete_tenant(req):
     with session() as sess:
         _tenant(sess, tid)
         core.delete_project(sess, tid, req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v2.0/tenants/{tenant_id}/users", "GET")
@@ -465,7 +463,7 @@ def remove_tenant_user_role(req):
         tid, uid = _grant_target(req, sess)
         role = _role(sess, req.path_params["role_id"])
         core.revoke_grant(sess, "user", uid, "project", tid, role.id, ctx=req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v2.0/users/{user_id}/roles", "GET")
@@ -504,7 +502,7 @@ def remove_global_role(req):
         uid = _user(sess, req.path_params["user_id"]).id
         role = _role(sess, req.path_params["role_id"])
         core.revoke_grant(sess, "user", uid, "system", "system", role.id, ctx=req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- users
@@ -622,7 +620,7 @@ def delete_user(req):
     with session() as sess:
         _user(sess, uid)
         core.delete_user(sess, uid, req.context)
-    return _no_content()
+    return no_content()
 
 
 @api.route("/v2.0/OS-KSCRUD/users/{user_id}", "PATCH")
@@ -678,7 +676,7 @@ def delete_role(req):
     enforce(req, "identity:delete_role")
     with session() as sess:
         core.delete_role(sess, _role(sess, req.path_params["role_id"]).id, req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- services
@@ -713,7 +711,7 @@ def delete_service(req):
     enforce(req, "identity:delete_service")
     with session() as sess:
         catalog.delete_service(sess, _service(sess, req.path_params["service_id"]).id, req.context)
-    return _no_content()
+    return no_content()
 
 
 # ---------------------------------------------------------------------------- endpoints
@@ -803,4 +801,4 @@ def delete_endpoint(req):
             raise NotFound(f"Could not find endpoint: {eid}.")
         for ep in eps:
             catalog.delete_endpoint(sess, ep.id, req.context)
-    return _no_content()
+    return no_content()
