@@ -1,10 +1,10 @@
-"""The OpenStack interop (RefStack) identity tests, run by real Tempest against pocketstack.
+"""The OpenStack interop (RefStack) tests, run by real Tempest against pocketstack.
 
-`tools/tempest.py` installs Tempest 47.0.0 in `.tempest/venv` (once), starts its own
-pocketstack with security compliance on, and runs the 15 required identity tests of
-guideline 2022.11 from `../shared/interop/platform-required-identity.txt`. Every one
-must pass. Takes about half a minute once Tempest is installed (1-2 minutes more the
-first time). Leave it out with `-m "not tempest"`.
+For each service done so far, `tools/tempest.py` installs Tempest 47.0.0 in `.tempest/venv`
+(once), starts its own pocketstack (security compliance on), and runs the required tests
+of guideline 2022.11 from `../shared/interop/platform-required-<service>.txt`
+(identity: 15, image: 23). Every one must pass. About half a minute per list once Tempest
+is installed (1-2 minutes more the first time). Leave it out with `-m "not tempest"`.
 """
 from __future__ import annotations
 
@@ -17,21 +17,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-INTEROP_LIST = REPO.parent / "shared" / "interop" / "platform-required-identity.txt"
+INTEROP = REPO.parent / "shared" / "interop"
 
 pytestmark = pytest.mark.tempest
 
 
-def test_interop_identity_tests_all_pass(tmp_path):
-    if not INTEROP_LIST.is_file():
+@pytest.mark.parametrize("service", ["identity", "image"])
+def test_interop_tests_all_pass(service, tmp_path):
+    interop_list = INTEROP / f"platform-required-{service}.txt"
+    if not interop_list.is_file():
         if os.environ.get("CI"):
-            pytest.fail(f"interop list missing: {INTEROP_LIST}")
-        pytest.skip(f"no interop list at {INTEROP_LIST}")
-    want = sum(1 for line in INTEROP_LIST.read_text().splitlines() if line.strip() and not line.startswith("#"))
+            pytest.fail(f"interop list missing: {interop_list}")
+        pytest.skip(f"no interop list at {interop_list}")
+    want = sum(1 for line in interop_list.read_text().splitlines() if line.strip() and not line.startswith("#"))
     res = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "tempest.py"), str(INTEROP_LIST),
+        [sys.executable, str(REPO / "tools" / "tempest.py"), str(interop_list),
          "--workspace", str(tmp_path / "ws"), "--concurrency", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+        cwd=REPO, capture_output=True, text=True, timeout=900)
     output = res.stdout + res.stderr
     summary = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", res.stdout, re.M)
     assert summary, f"no summary line from tools/tempest.py (exit {res.returncode}):\n{output[-6000:]}"
