@@ -293,7 +293,7 @@ class Api:
             if exc.status_code == 405:
                 return api.error_response(MethodNotAllowed(), request)
             if exc.status_code == 404:
-                return api.error_response(NotFound(f"The resource could not be found."), request)
+                return api.error_response(NotFound("The resource could not be found."), request)
             err = ApiError(exc.detail)
             err.code = exc.status_code
             return api.error_response(err, request)

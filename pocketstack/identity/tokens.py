@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -115,7 +115,7 @@ class TokenProvider:
         methods = identity["methods"]
         for name in methods:
             if name not in ("password", "token", "application_credential"):
-                raise Unauthorized(f"Attempted to authenticate with an unsupported method.")
+                raise Unauthorized("Attempted to authenticate with an unsupported method.")
             if not isinstance(identity.get(name), dict):
                 raise BadRequest(f"Invalid input for field 'identity': '{name}' is required.")
         scope = auth.get("scope")

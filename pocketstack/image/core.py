@@ -658,28 +658,27 @@ def delete_image(ctx: AuthContext | None, image_id: str) -> None:
 
 
 # ---------------------------------------------------------------------------- actions
-def deactivate(sess: Session, ctx, image_id: str) -> None:
+def _set_active(sess: Session, ctx, image_id: str, active: bool) -> None:
+    """deactivate/reactivate: active <-> deactivated, idempotent, anything else is 400."""
+    action, want, other = ("reactivate", "active", "deactivated") if active else \
+        ("deactivate", "deactivated", "active")
     img, member = load(sess, image_id, ctx)
-    enforce(ctx, "deactivate", target_for(img, member))
-    if img.status == "deactivated":
+    enforce(ctx, action, target_for(img, member))
+    if img.status == want:
         return
-    if img.status != "active":
-        raise BadRequest(f"Not allowed to deactivate image in status '{img.status}'")
-    img.status, img.updated_at = "deactivated", utcnow()
+    if img.status != other:
+        raise BadRequest(f"Not allowed to {action} image in status '{img.status}'")
+    img.status, img.updated_at = want, utcnow()
     sess.flush()
     emit("image.update", event_payload(sess, img), ctx)
+
+
+def deactivate(sess: Session, ctx, image_id: str) -> None:
+    _set_active(sess, ctx, image_id, active=False)
 
 
 def reactivate(sess: Session, ctx, image_id: str) -> None:
-    img, member = load(sess, image_id, ctx)
-    enforce(ctx, "reactivate", target_for(img, member))
-    if img.status == "active":
-        return
-    if img.status != "deactivated":
-        raise BadRequest(f"Not allowed to reactivate image in status '{img.status}'")
-    img.status, img.updated_at = "active", utcnow()
-    sess.flush()
-    emit("image.update", event_payload(sess, img), ctx)
+    _set_active(sess, ctx, image_id, active=True)
 
 
 # ---------------------------------------------------------------------------- list

@@ -73,7 +73,7 @@ def delete_from_store(req):
         img, member = core.load(sess, image_id, ctx)
         core.enforce(ctx, "delete_image_location", core.target_for(img, member))
         if img.status != "active":
-            raise Conflict(f"It's not allowed to remove image data from store if image status is not 'active'")
+            raise Conflict("It's not allowed to remove image data from store if image status is not 'active'")
         locs = core.locations_of(sess, [img.id])[img.id]
         mine = [loc for loc in locs if loc.store == store_id]
         if not mine:
