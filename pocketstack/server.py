@@ -29,7 +29,8 @@ log = logging.getLogger("pocketstack")
 
 # service name -> module with app(), setup(rt) and optionally bootstrap(rt, ...)
 SERVICE_MODULES = {"identity": "pocketstack.identity.service", "image": "pocketstack.image.service",
-                   "object": "pocketstack.object.service"}
+                   "object": "pocketstack.object.service", "compute": "pocketstack.compute.service",
+                   "network": "pocketstack.network.service"}
 
 
 def setup_logging(cfg: Config, to_stderr: bool = True) -> None:

@@ -27,7 +27,7 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("pocketstack", "region"): "RegionOne",
     ("pocketstack", "public_url"): "",
     ("pocketstack", "workers"): "1",
-    ("pocketstack", "enabled_services"): "identity,image,object",
+    ("pocketstack", "enabled_services"): "identity,image,object,compute,network",
     ("database", "connection"): "",
     ("DEFAULT", "admin_token"): "",
     ("DEFAULT", "max_request_body_size"): "114688",
