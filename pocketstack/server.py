@@ -30,7 +30,7 @@ log = logging.getLogger("pocketstack")
 # service name -> module with app(), setup(rt) and optionally bootstrap(rt, ...)
 SERVICE_MODULES = {"identity": "pocketstack.identity.service", "image": "pocketstack.image.service",
                    "object": "pocketstack.object.service", "compute": "pocketstack.compute.service",
-                   "network": "pocketstack.network.service"}
+                   "network": "pocketstack.network.service", "volume": "pocketstack.volume.service"}
 
 
 def setup_logging(cfg: Config, to_stderr: bool = True) -> None:
@@ -69,6 +69,13 @@ def initialise(rt: Runtime, admin_password: str, reset_password: bool = False) -
     changed = dbmod.upgrade(rt.db) if dbmod.needs_upgrade(rt.db) else []
     ident = importlib.import_module(SERVICE_MODULES["identity"])
     created = ident.bootstrap(rt, admin_password, reset_password=reset_password)
+    # Other services seed their own data (compute's default flavors and quotas) once the
+    # schema is at head: `bootstrap(rt)`, idempotent.
+    for name in rt.config.enabled_services:
+        if name != "identity" and name in SERVICE_MODULES:
+            hook = getattr(importlib.import_module(SERVICE_MODULES[name]), "bootstrap", None)
+            if hook is not None:
+                hook(rt)
     write_client_files(rt.config, admin_password)
     return {"migrated": changed, **created}
 
@@ -80,7 +87,13 @@ def create_app(rt: Runtime | None = None) -> RequestIdMiddleware:
     for name in rt.config.enabled_services:
         if name not in SERVICE_MODULES:
             continue
-        app = importlib.import_module(SERVICE_MODULES[name]).app()
+        module = importlib.import_module(SERVICE_MODULES[name])
+        app = module.app()
+        # A service may serve more than its catalog endpoint (compute's `/metadata`, the
+        # object service's `/s3`): `extra_apps()` maps further prefixes to ASGI apps.
+        for extra_prefix, extra_app in getattr(module, "extra_apps", dict)().items():
+            mounts.append(Route(extra_prefix, endpoint=_ServiceRoot(extra_prefix, extra_app)))
+            mounts.append(Mount(extra_prefix, app=extra_app))
         prefix = SERVICES.get(name, ((), f"/{name}", ""))[1]
         if prefix:
             # The catalog URL itself (`/image`, no trailing slash) is the service's root too.

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-MIGRATING_SERVICES = ("common", "identity", "image", "compute", "network")
+MIGRATING_SERVICES = ("common", "identity", "image", "compute", "network", "volume")
 
 
 class Base(DeclarativeBase):

@@ -111,3 +111,14 @@ def keystone_format(err: ApiError) -> dict:
 def json_error_response(err: ApiError, fmt: ErrorFormat = keystone_format) -> Response:
     body = json.dumps(fmt(err)).encode()
     return Response(body, status_code=err.code, headers=err.headers, media_type="application/json")
+
+
+# Nova's and Cinder's error body: `{"<fault name>": {"code": N, "message": "..."}}` with
+# webob-era fault names by status (anything unlisted is a `computeFault`, in Cinder too).
+FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
+               405: "badMethod", 406: "notAcceptable", 409: "conflictingRequest", 413: "overLimit",
+               415: "badMediaType", 429: "overLimit", 501: "notImplemented", 503: "serviceUnavailable"}
+
+
+def fault_format(err: ApiError) -> dict:
+    return {FAULT_NAMES.get(err.code, "computeFault"): {"code": err.code, "message": err.message}}

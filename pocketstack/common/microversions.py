@@ -68,3 +68,41 @@ def response_headers(service_type: str, version: Version, legacy_header: str | N
         headers[legacy_header] = str(version)
         headers["Vary"] += f", {legacy_header}"
     return headers
+
+
+class MicroversionMiddleware:
+    """ASGI middleware for a microversioned API (compute, volume, ...): negotiates the
+    version before routing, leaves it in `scope[scope_key]` for handlers, answers an
+    unacceptable one with the service's own error body, and stamps the served version on
+    every response (errors too)."""
+
+    def __init__(self, app, *, service_type: str, minimum, maximum, legacy_header: str | None,
+                 scope_key: str, render_error):
+        # minimum/maximum: strings or zero-argument callables (a module constant raised later)
+        self.app, self.service_type, self.legacy_header = app, service_type, legacy_header
+        self.minimum, self.maximum = minimum, maximum
+        self.scope_key, self.render_error = scope_key, render_error
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.datastructures import Headers
+
+        lo = self.minimum() if callable(self.minimum) else self.minimum
+        hi = self.maximum() if callable(self.maximum) else self.maximum
+        try:
+            ver = negotiate(Headers(scope=scope), self.service_type, lo, hi, self.legacy_header)
+        except ApiError as err:
+            return await self.render_error(err, None)(scope, receive, send)
+        scope[self.scope_key] = ver
+        extra = [(k.lower().encode(), v.encode())
+                 for k, v in response_headers(self.service_type, ver, self.legacy_header).items()]
+        names = {k for k, _ in extra}
+
+        async def stamped(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [(k, v) for k, v in message.get("headers", [])
+                                      if k.lower() not in names] + extra
+            await send(message)
+
+        await self.app(scope, receive, stamped)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pocketstack.common import microversions as mv
+from pocketstack.common import errors
 from pocketstack.common.errors import ApiError
 from pocketstack.common.runtime import current
 from pocketstack.common.web import Api
@@ -23,13 +24,8 @@ MAX_VERSION = "2.1"  # raised as each microversion's behaviour is implemented
 LEGACY_HEADER = "X-OpenStack-Nova-API-Version"
 SCOPE_KEY = "pocketstack.compute.version"
 
-FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
-               405: "badMethod", 406: "notAcceptable", 409: "conflictingRequest", 413: "overLimit",
-               415: "badMediaType", 429: "overLimit", 501: "notImplemented", 503: "serviceUnavailable"}
-
-
-def nova_format(err: ApiError) -> dict:
-    return {FAULT_NAMES.get(err.code, "computeFault"): {"code": err.code, "message": err.message}}
+FAULT_NAMES = errors.FAULT_NAMES
+nova_format = errors.fault_format
 
 
 def render_error(err: ApiError, request: Request | None) -> Response:
@@ -56,31 +52,8 @@ def session():
     return current().db.session()
 
 
-class MicroversionMiddleware:
-    """Negotiate the microversion before routing; stamp it on every response (errors too)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        from starlette.datastructures import Headers
-
-        try:
-            ver = mv.negotiate(Headers(scope=scope), "compute", MIN_VERSION, MAX_VERSION, LEGACY_HEADER)
-        except ApiError as err:
-            resp = render_error(err, None)
-            return await resp(scope, receive, send)
-        scope[SCOPE_KEY] = ver
-        extra = [(k.lower().encode(), v.encode())
-                 for k, v in mv.response_headers("compute", ver, LEGACY_HEADER).items()]
-
-        async def stamped(message):
-            if message["type"] == "http.response.start":
-                names = {k for k, _ in extra}
-                message["headers"] = [(k, v) for k, v in message.get("headers", [])
-                                      if k.lower() not in names] + extra
-            await send(message)
-
-        await self.app(scope, receive, stamped)
+def MicroversionMiddleware(app):
+    """Negotiate the compute microversion before routing (see common.microversions)."""
+    return mv.MicroversionMiddleware(app, service_type="compute", minimum=MIN_VERSION,
+                                     maximum=lambda: MAX_VERSION, legacy_header=LEGACY_HEADER,
+                                     scope_key=SCOPE_KEY, render_error=render_error)

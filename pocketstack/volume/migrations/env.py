@@ -1,0 +1,3 @@
+from pocketstack.common.migration_env import run
+
+run()
