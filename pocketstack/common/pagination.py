@@ -43,3 +43,21 @@ def paginate(items: Sequence, *, limit: int | None, marker: str | None,
 def next_link(base_url: str, query: list[tuple[str, str]], last_id: str) -> str:
     params = [(k, v) for k, v in query if k != "marker"] + [("marker", last_id)]
     return f"{base_url}?{urlencode(params)}"
+
+
+def offset_page(items: Sequence, *, limit: int | None, marker: str | None, offset: str | None,
+                key: Callable = lambda x: x["id"]) -> tuple[list, bool]:
+    """Cinder's paging: `marker` then `offset` (a count to skip), then `limit`; a next link
+    whenever the page is full (Cinder does not look ahead)."""
+    page, _ = paginate(items, limit=None, marker=marker, key=key)
+    if offset not in (None, ""):
+        try:
+            skip = int(offset)
+        except ValueError:
+            raise BadRequest(f"Invalid value for offset: {offset!r}") from None
+        if skip < 0:
+            raise BadRequest("offset must be >= 0")
+        page = page[skip:]
+    if limit is None:
+        return page, False
+    return page[:limit], limit > 0 and len(page) >= limit

@@ -90,6 +90,7 @@ DEFAULTS = {
     "volume_extension:quota_classes": ADMIN,
     "limits_extension:used_limits": READER,
     "volume_extension:services:index": ADMIN,
+    "volume_extension:hosts": ADMIN,
     "volume_extension:services:update": ADMIN,
     "volume_extension:scheduler_stats:get_pools": ADMIN,
     "volume_extension:capabilities": ADMIN,

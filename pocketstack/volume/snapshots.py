@@ -52,7 +52,7 @@ def create(ctx, body: dict, *, in_use_allowed: bool) -> str:
 
     volume_id = body.get("volume_id")
     if not isinstance(volume_id, str) or not volume_id:
-        raise BadRequest("Invalid input for field/attribute volume_id. Value: None.")
+        raise NotFound(f"Volume {volume_id} could not be found.")  # Cinder looks it up as given
     force = body.get("force", False)
     if in_use_allowed and "force" in body and not bool_param(force, "force"):
         raise BadRequest("Invalid value 'False' for force: force must be true or omitted at this microversion.")
@@ -120,9 +120,11 @@ def list_snapshots(sess: Session, ctx, query: dict) -> list[m.Snapshot]:
     if not (ctx.is_admin and all_tenants):
         q = q.where(m.Snapshot.project_id == ctx.project_id)
     for key in ("status", "volume_id", "name", "project_id"):
-        if key in query and not (key == "project_id" and not ctx.is_admin):
+        if key in query and key and not (key == "project_id" and not ctx.is_admin):
             q = q.where(getattr(m.Snapshot, key) == query[key])
-    return list(sess.execute(q.order_by(m.Snapshot.created_at.desc(), m.Snapshot.id.desc())).scalars())
+    order = volumes.sort_order(query, m.Snapshot, {"created_at", "updated_at", "id", "name", "size", "status",
+                                                   "volume_id", "project_id"})
+    return list(sess.execute(q.order_by(*order)).scalars())
 
 
 def update(sess: Session, ctx, snapshot_id: str, body: dict) -> m.Snapshot:

@@ -449,25 +449,29 @@ def list_volumes(sess: Session, ctx: AuthContext, query: dict) -> list[m.Volume]
             sub = select(m.VolumeMetadata.volume_id).where(m.VolumeMetadata.key == str(key),
                                                            m.VolumeMetadata.value == str(value))
             q = q.where(m.Volume.id.in_(sub))
-    order = []
-    sort = query.get("sort") or ""
+    return list(sess.execute(q.order_by(*sort_order(query, m.Volume, SORT_KEYS))).scalars())
+
+
+def sort_order(query: dict, model, keys: set[str]) -> list:
+    """`sort=k1:asc,k2` or `sort_key=k1,k2&sort_dir=asc,desc` (Cinder's two forms); newest
+    first by default, with created_at and id as tie-breakers."""
     pairs = []
-    if sort:
-        for part in sort.split(","):
+    if query.get("sort"):
+        for part in query["sort"].split(","):
             key, _, direction = part.partition(":")
             pairs.append((key.strip(), (direction or "desc").strip()))
     elif query.get("sort_key"):
-        keys = query["sort_key"].split(",")
+        sort_keys = query["sort_key"].split(",")
         dirs = (query.get("sort_dir") or "desc").split(",")
-        pairs = [(k, dirs[i] if i < len(dirs) else dirs[-1]) for i, k in enumerate(keys)]
+        pairs = [(k, dirs[i] if i < len(dirs) else dirs[-1]) for i, k in enumerate(sort_keys)]
+    order = []
     for key, direction in pairs:
         key = "name" if key == "display_name" else key
-        if key not in SORT_KEYS or direction.lower() not in ("asc", "desc"):
+        if key not in keys or direction.lower() not in ("asc", "desc"):
             raise BadRequest(f"Invalid sort key or direction: {key}:{direction}")
-        col = getattr(m.Volume, key)
+        col = getattr(model, key)
         order.append(col.asc() if direction.lower() == "asc" else col.desc())
-    order += [m.Volume.created_at.desc(), m.Volume.id.desc()]
-    return list(sess.execute(q.order_by(*order)).scalars())
+    return order + [model.created_at.desc(), model.id.desc()]
 
 
 def update(sess: Session, ctx, volume_id: str, body: dict) -> m.Volume:

@@ -188,6 +188,35 @@ def capabilities(req):
                                                  "description": "Sets thin provisioning."}}}
 
 
+@route("/os-hosts", "GET")
+def list_hosts(req):
+    enforce(req.context, "volume_extension:hosts", req.context.project_id)
+    with session() as sess:
+        services = list(sess.execute(select(m.Service).order_by(m.Service.id)).scalars())
+    return {"hosts": [{"host_name": s.host, "service": s.binary, "zone": s.zone,
+                       "service-status": "available" if _render_service(s, req)["state"] == "up" else "unavailable",
+                       "service-state": "disabled" if s.disabled else "enabled", "last-update": s.last_seen_at}
+                      for s in services]}
+
+
+@route("/os-hosts/{host}", "GET")
+def show_host(req):
+    enforce(req.context, "volume_extension:hosts", req.context.project_id)
+    host = req.path_params["host"]
+    with session() as sess:
+        if not sess.execute(select(m.Service).where(m.Service.host == host)).scalars().first():
+            raise NotFound(f"Host {host} could not be found.")
+        used = sess.execute(select(m.Volume).where(m.Volume.host.like(f"{host}%"))).scalars().all()
+    projects: dict[str, list] = {}
+    for vol in used:
+        projects.setdefault(vol.project_id, []).append(vol.size)
+    total = [{"resource": {"host": host, "project": "(total)", "volume_count": str(len(used)),
+                           "total_volume_gb": str(sum(v.size for v in used)), "total_snapshot_gb": "0"}}]
+    return {"host": total + [{"resource": {"host": host, "project": p, "volume_count": str(len(s)),
+                                           "total_volume_gb": str(sum(s)), "total_snapshot_gb": "0"}}
+                             for p, s in sorted(projects.items())]}
+
+
 # ---------------------------------------------------------------------------- messages
 @route("/messages", "GET")
 def list_messages(req):
@@ -287,6 +316,7 @@ EXTENSIONS = [
     ("AvailabilityZones", "os-availability-zone", "Describe Availability Zones."),
     ("Capabilities", "capabilities", "Capabilities support."),
     ("ExtendedServices", "os-extended-services", "Extended services support."),
+    ("Hosts", "os-hosts", "Admin-only host administration."),
     ("ExtendedSnapshotAttributes", "os-extended-snapshot-attributes", "Extended SnapshotAttributes support."),
     ("Quotas", "os-quota-sets", "Quota management support."),
     ("QuotaClasses", "os-quota-class-sets", "Quota classes management support."),

@@ -37,10 +37,12 @@ def _list(req, detail: bool):
     query = dict(req.query.items())
     limit = pagination.parse_limit(query.pop("limit", None), max_limit=1000)
     marker = query.pop("marker", None)
+    offset = query.pop("offset", None)
     with session() as sess:
         snaps = snapshots.list_snapshots(sess, req.context, query)
         try:
-            page, more = pagination.paginate(snaps, limit=limit, marker=marker, key=lambda s: s.id)
+            page, more = pagination.offset_page(snaps, limit=limit, marker=marker, offset=offset,
+                                                key=lambda s: s.id)
         except BadRequest:
             raise NotFound(f"Marker {marker} could not be found.") from None
         meta = snapshots.metadata_of(sess, [s.id for s in page])
@@ -60,6 +62,11 @@ def list_snapshots(req):
 @route("/snapshots/detail", "GET")
 def list_snapshots_detail(req):
     return _list(req, detail=True)
+
+
+@route("/snapshots/", ["GET", "PUT", "DELETE"])
+def snapshot_without_id(req):
+    raise NotFound("Snapshot could not be found.")
 
 
 @route("/snapshots/{snapshot_id}", "GET")

@@ -10,7 +10,10 @@ from pocketstack.volume import models as m
 from pocketstack.volume.api.common import at_least, body_of, bool_param, project_url, route, session
 
 
-def render(sess, req, vol: m.Volume, *, meta=None, image_meta=None, atts=None, type_names=None) -> dict:
+def render(sess, req, vol: m.Volume, *, meta=None, image_meta=None, atts=None, type_names=None,
+           basic: bool = False) -> dict:
+    """Cinder's volume view. `basic` is the create/update response, which (as upstream) has no
+    extension attributes (tenant, host, migration status, image metadata)."""
     ctx = req.context
     meta = volumes.metadata_of(sess, [vol.id])[vol.id] if meta is None else meta
     image_meta = volumes.image_metadata_of(sess, [vol.id]).get(vol.id) if image_meta is None else image_meta
@@ -32,11 +35,12 @@ def render(sess, req, vol: m.Volume, *, meta=None, image_meta=None, atts=None, t
         "encrypted": vol.encrypted, "replication_status": None, "consistencygroup_id": None,
         "multiattach": vol.multiattach, "migration_status": vol.migration_status,
         "links": [{"rel": "self", "href": link}, {"rel": "bookmark", "href": link}],
-        "os-vol-tenant-attr:tenant_id": vol.project_id,
     }
-    if image_meta:
-        body["volume_image_metadata"] = image_meta
-    if ctx.is_admin:
+    if not basic:
+        body["os-vol-tenant-attr:tenant_id"] = vol.project_id
+        if image_meta:
+            body["volume_image_metadata"] = image_meta
+    if ctx.is_admin and not basic:
         body["os-vol-host-attr:host"] = vol.host
         body["os-vol-mig-status-attr:migstat"] = vol.migration_status
         body["os-vol-mig-status-attr:name_id"] = None
@@ -68,9 +72,9 @@ def render_many(sess, req, vols: list[m.Volume]) -> list[dict]:
                    type_names=type_names) for v in vols]
 
 
-def _get(sess, req, volume_id: str) -> dict:
+def _get(sess, req, volume_id: str, basic: bool = False) -> dict:
     vol = volumes.load(sess, req.context, volume_id)
-    return {"volume": render(sess, req, vol)}
+    return {"volume": render(sess, req, vol, basic=basic)}
 
 
 @route("/volumes", "POST")
@@ -81,7 +85,7 @@ def create_volume(req):
         raise BadRequest("Invalid scheduler hints: they must be an object.")
     volume_id = volumes.create(req.context, body)
     with session() as sess:
-        return 202, _get(sess, req, volume_id)
+        return 202, _get(sess, req, volume_id, basic=True)
 
 
 def _list(req, detail: bool):
@@ -89,12 +93,13 @@ def _list(req, detail: bool):
     query = dict(req.query.items())
     limit = pagination.parse_limit(query.pop("limit", None), max_limit=1000)
     marker = query.pop("marker", None)
-    query.pop("offset", None)
+    offset = query.pop("offset", None)
     with session() as sess:
         vols = volumes.list_volumes(sess, ctx, query)
         total = len(vols)
         try:
-            page, more = pagination.paginate(vols, limit=limit, marker=marker, key=lambda v: v.id)
+            page, more = pagination.offset_page(vols, limit=limit, marker=marker, offset=offset,
+                                                key=lambda v: v.id)
         except BadRequest:
             raise NotFound(f"Marker {marker} could not be found.") from None
         if detail:
@@ -137,6 +142,11 @@ def volume_summary(req):
     return {"volume-summary": body}
 
 
+@route("/volumes/", ["GET", "PUT", "DELETE"])
+def volume_without_id(req):
+    raise NotFound("Volume could not be found.")
+
+
 @route("/volumes/{volume_id}", "GET")
 def show_volume(req):
     with session() as sess:
@@ -149,7 +159,7 @@ def update_volume(req):
     with session() as sess:
         vol = volumes.update(sess, req.context, req.path_params["volume_id"], body)
         sess.flush()
-        return {"volume": render(sess, req, vol)}
+        return {"volume": render(sess, req, vol, basic=True)}
 
 
 @route("/volumes/{volume_id}", "DELETE")
