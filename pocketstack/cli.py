@@ -102,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "rebalance, write_ring, search, ...; no verb prints the summary.")
     ring.add_argument("builder_file", metavar="BUILDER_FILE")
     ring.add_argument("verb", nargs=argparse.REMAINDER, metavar="VERB ...")
+
+    obj = sub.add_parser("object", help="object storage maintenance: one replication or audit pass")
+    objsub = obj.add_subparsers(dest="obj_command", metavar="ACTION")
+    for name, text in (("replicate", "restore missing, corrupt or stale replicas (objects and listings) now"),
+                       ("audit", "check every replica's checksum now and quarantine bad ones")):
+        action = objsub.add_parser(name, help=text)
+        _state_dir_arg(action)
     return parser
 
 
@@ -310,8 +317,31 @@ def cmd_ring(args, parser) -> int:
     return ring_cli.run(args.builder_file, args.verb)
 
 
+def cmd_object(args, parser) -> int:
+    """One replicator or auditor pass over the state dir's devices (a running cloud's too)."""
+    import json
+
+    from pocketstack.object import auditor, replicator
+    from pocketstack.object.service import open_storage
+
+    if not getattr(args, "obj_command", None):
+        return _usage(parser, "object")
+    cfg = _load(args)
+    if not (cfg.state_dir / "object" / "object.ring.gz").exists():
+        raise UserError(f"no object storage in {cfg.state_dir} (start the cloud with the object service first)")
+    storage = open_storage(cfg)
+    with replicator.exclusive(storage):
+        if args.obj_command == "audit":
+            stats = auditor.audit(storage).as_dict()
+        else:
+            reclaim = float(cfg.get("object", "reclaim_age", str(replicator.RECLAIM_AGE)))
+            stats = replicator.replicate(storage, reclaim).as_dict()
+    print(json.dumps(stats, sort_keys=True))
+    return 0
+
+
 COMMANDS = {"up": cmd_up, "init": cmd_init, "db": cmd_db, "token-keys": cmd_token_keys, "config": cmd_config,
-            "ring": cmd_ring}
+            "ring": cmd_ring, "object": cmd_object}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -251,6 +251,118 @@ def catalog_types(auth_url: str, user: str, password: str, project: str, domain:
     return {svc.get("type") for svc in data["token"].get("catalog", [])}
 
 
+def compute_settings(auth_url: str, user: str, password: str, project: str, domain: str) -> dict:
+    """What Tempest's compute tests need from the cloud: two distinct bootable images
+    (uploaded once, public) and two flavors (the guide's m1.tiny and m1.small), plus the
+    compute features the fake driver really supports."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "password": password, "domain": {"name": domain}}}},
+        "scope": {"project": {"name": project, "domain": {"name": domain}}}}}
+    req = urllib.request.Request(auth_url + "/auth/tokens", data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        token = resp.headers["X-Subject-Token"]
+        catalog = json.loads(resp.read())["token"]["catalog"]
+    image_url = next(ep["url"] for svc in catalog if svc["type"] == "image"
+                     for ep in svc["endpoints"] if ep["interface"] == "public").rstrip("/")
+    auth = {"X-Auth-Token": token}
+    ids = []
+    for n in (1, 2):
+        name = f"tempest-image-{n}"
+        _, found, _ = http_json("GET", f"{image_url}/v2/images?name={name}", headers=auth)
+        if found.get("images"):
+            ids.append(found["images"][0]["id"])
+            continue
+        status, image, _ = http_json("POST", f"{image_url}/v2/images", {
+            "name": name, "disk_format": "raw", "container_format": "bare", "visibility": "public"}, auth)
+        if status != 201:
+            raise SetupError(f"cannot create {name}: HTTP {status} {image}")
+        data = (b"pocketstack tempest image %d\n" % n).ljust(1 << 16, b"\0")
+        upload = urllib.request.Request(f"{image_url}/v2/images/{image['id']}/file", data=data, method="PUT",
+                                        headers={**auth, "Content-Type": "application/octet-stream"})
+        urllib.request.urlopen(upload, timeout=30).close()
+        ids.append(image["id"])
+    return {
+        "compute": {"image_ref": ids[0], "image_ref_alt": ids[1], "flavor_ref": "1", "flavor_ref_alt": "2",
+                    "min_compute_nodes": "1", "build_timeout": "60"},
+        "compute-feature-enabled": {"console_output": "true", "pause": "true", "suspend": "true",
+                                    "rescue": "true", "resize": "true", "shelve": "true", "snapshot": "true",
+                                    "interface_attach": "true", "change_password": "true",
+                                    "enable_instance_password": "true", "config_drive": "true",
+                                    "metadata_service": "true", "personality": "false",
+                                    "live_migration": "false", "cold_migration": "false",
+                                    "vnc_console": "false", "serial_console": "false",
+                                    "spice_console": "false"},
+    }
+
+
+# Tests under these prefixes need only these services (the cloud started for them runs no more).
+SERVICES_FOR_TESTS = {"tempest.api.object_storage": "identity,object"}
+
+
+def services_for(wanted: list[str] | None, regex: str | None) -> str | None:
+    names = wanted if wanted is not None else [(regex or "").lstrip("^").replace("\\.", ".")]
+    for prefix, services in SERVICES_FOR_TESTS.items():
+        if names and all(n.startswith(prefix) for n in names):
+            return services
+    return None
+
+
+def object_settings(auth_url: str, user: str, password: str, project: str, domain: str) -> dict:
+    """Tempest's object-storage options from the cloud's own `/info` (the optional middleware
+    it announces become `discoverable_apis`, as an operator would write them)."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "password": password, "domain": {"name": domain}}}},
+        "scope": {"project": {"name": project, "domain": {"name": domain}}}}}
+    status, data, _ = http_json("POST", auth_url + "/auth/tokens", body)
+    if status != 201:
+        raise SetupError(f"cannot authenticate as {user}: HTTP {status}")
+    url = next(ep["url"] for svc in data["token"]["catalog"] if svc["type"] == "object-store"
+               for ep in svc["endpoints"] if ep["interface"] == "public")
+    status, info, _ = http_json("GET", url.split("/v1/")[0] + "/info")
+    if status != 200:
+        raise SetupError(f"GET /info of the object store answered {status}")
+    apis = sorted(k for k in info if k != "swift")
+    return {"object-storage": {"operator_role": "member", "reseller_admin_role": "ResellerAdmin"},
+            "object-storage-feature-enabled": {
+                "discoverable_apis": ",".join(apis) or "none", "discoverability": "true",
+                "container_sync": "false",  # (old-style) container sync is not implemented
+                "object_versioning": str("versioned_writes" in info).lower(),
+                "tempurl_digest_hashlib": "sha256"}}
+
+
+def network_settings(auth_url: str, user: str, password: str, project: str, domain: str) -> dict:
+    """Tempest's network options: devstack's `public` external network (172.24.4.0/24, the
+    default for auto-allocation) created once and named as `public_network_id`, and the
+    IPv6 subnet attributes the service implements."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "password": password, "domain": {"name": domain}}}},
+        "scope": {"project": {"name": project, "domain": {"name": domain}}}}}
+    status, data, headers = http_json("POST", auth_url + "/auth/tokens", body)
+    if status != 201:
+        raise SetupError(f"cannot authenticate as {user}: HTTP {status}")
+    token = {k.lower(): v for k, v in headers.items()}["x-subject-token"]
+    url = next(ep["url"] for svc in data["token"]["catalog"] if svc["type"] == "network"
+               for ep in svc["endpoints"] if ep["interface"] == "public").rstrip("/") + "/v2.0"
+    auth = {"X-Auth-Token": token}
+    _, found, _ = http_json("GET", f"{url}/networks?name=public&router:external=True", headers=auth)
+    if found.get("networks"):
+        net_id = found["networks"][0]["id"]
+    else:
+        status, net, _ = http_json("POST", f"{url}/networks", {"network": {
+            "name": "public", "router:external": True, "is_default": True}}, auth)
+        if status != 201:
+            raise SetupError(f"cannot create the public network: HTTP {status} {net}")
+        net_id = net["network"]["id"]
+        http_json("POST", f"{url}/subnets", {"subnet": {"network_id": net_id, "ip_version": 4, "name": "public-subnet",
+                                                        "cidr": "172.24.4.0/24", "enable_dhcp": False}}, auth)
+    _, exts, _ = http_json("GET", f"{url}/extensions", headers=auth)
+    aliases = ",".join(sorted(e["alias"] for e in exts.get("extensions", []))) or "all"
+    return {"network": {"public_network_id": net_id, "floating_network_name": "public"},
+            "network-feature-enabled": {"ipv6": "true", "ipv6_subnet_attributes": "true",
+                                        "api_extensions": aliases}}
+
+
 # ---------------------------------------------------------------------------- workspace + conf
 def ensure_workspace(venv: Path, ws: Path) -> None:
     if (ws / ".stestr.conf").exists() and (ws / "etc").is_dir():
@@ -270,7 +382,7 @@ def ensure_workspace(venv: Path, ws: Path) -> None:
 
 def write_conf(ws: Path, *, auth_url: str, admin_user: str, admin_password: str, admin_project: str,
                admin_domain: str, region: str, types: set[str], security_compliance: bool,
-               image_format_enforcement: bool = False) -> Path:
+               image_format_enforcement: bool = False, extra_sections: dict | None = None) -> Path:
     conf = configparser.ConfigParser(interpolation=None)
     conf.optionxform = str
     available = {SERVICE_FLAGS[t] for t in types if t in SERVICE_FLAGS}
@@ -295,6 +407,8 @@ def write_conf(ws: Path, *, auth_url: str, admin_user: str, admin_password: str,
         "object-storage": {"operator_role": "member", "reseller_admin_role": "ResellerAdmin"},
         "service_available": {flag: str(flag in available).lower() for flag in ALL_FLAGS},
     }
+    for name, values in (extra_sections or {}).items():
+        sections.setdefault(name, {}).update(values)
     for name, values in sections.items():
         if name != "DEFAULT":
             conf.add_section(name)
@@ -510,15 +624,31 @@ def main(argv=None) -> int:
             if base.endswith("/v3"):
                 base = base[:-3]
         else:
+            services = services_for(wanted, args.regex)
+            if services and not any(k[:2] == ("pocketstack", "enabled_services") for k in extra):
+                # Only what the selected tests need (e.g. no network service creating isolated
+                # networks for the object tests' dynamic credentials).
+                extra.append(("pocketstack", "enabled_services", services))
             cloud = Cloud(keep=args.keep_state, extra_settings=extra)
             cloud.start()
             base, password = cloud.url, cloud.password
         auth_url = base + "/v3"
         types = catalog_types(auth_url, args.admin_user, password, args.admin_project, args.admin_domain)
+        extra_sections = {}
+        if "image" in types:  # compute and volume tests boot from / copy these images
+            extra_sections = compute_settings(auth_url, args.admin_user, password, args.admin_project,
+                                              args.admin_domain)
+        if "network" in types:
+            extra_sections.update(network_settings(auth_url, args.admin_user, password, args.admin_project,
+                                                   args.admin_domain))
+        if "object-store" in types:
+            extra_sections.update(object_settings(auth_url, args.admin_user, password, args.admin_project,
+                                                  args.admin_domain))
         write_conf(ws, auth_url=auth_url, admin_user=args.admin_user, admin_password=password,
                    admin_project=args.admin_project, admin_domain=args.admin_domain, region=args.region,
                    types=types, security_compliance=not (args.url and args.no_security_compliance),
-                   image_format_enforcement=bool(args.url and args.image_format_enforcement))
+                   image_format_enforcement=bool(args.url and args.image_format_enforcement),
+                   extra_sections=extra_sections)
 
         selector: list[str]
         if wanted is not None:

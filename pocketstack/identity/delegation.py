@@ -539,6 +539,23 @@ def s3_signature(secret: str, string_to_sign: str) -> str:
     return base64.b64encode(hmac.new(_utf8(secret), _utf8(string_to_sign), hashlib.sha1).digest()).decode()
 
 
+def s3_signing_key(sess: Session, access: str, datestamp: str, region: str, service: str) -> bytes:
+    """The AWS4 key derived from EC2 access key `access`'s secret for one day, region and
+    service: what the S3 API needs to check the per-chunk signatures of a streaming upload
+    (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`) once `ec2_identify` accepted its seed signature.
+    Only the derived key leaves identity, never the secret."""
+    cred = sess.get(m.Credential, hash_access_key(access)) if access else None
+    if cred is None or cred.type != EC2:
+        raise Unauthorized("EC2 access key not found.")
+    try:
+        secret = json.loads(decrypt_blob(cred)).get("secret")
+    except (Forbidden, ValueError):
+        raise Unauthorized("EC2 access key not found.") from None
+    if not isinstance(secret, str) or not secret:
+        raise Unauthorized("EC2 credential has no secret.")
+    return _v4_key(secret, datestamp, region, service)
+
+
 def _parse_amz_time(value: str) -> dt.datetime:
     text = value.strip()
     for fmt in ("%Y%m%dT%H%M%SZ",):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import json
+import logging
 import math
 import mimetypes
 import time
@@ -20,8 +22,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
 from pocketstack.common.errors import ApiError
-from pocketstack.common.runtime import current
 from pocketstack.common.web import Api
+from pocketstack.object import capabilities
 from pocketstack.object import storage as st
 
 MAX_FILE_SIZE = 5368709122
@@ -64,6 +66,7 @@ class SwiftError(ApiError):
 
 def render_error(err: ApiError, request: Request | None) -> Response:
     headers = dict(err.headers)
+    headers.update(features.cors.error_headers(request))  # CORS on errors too, as upstream
     explanation = getattr(err, "explanation", None)
     if explanation:
         return Response(explanation, status_code=err.code, headers=headers,
@@ -88,22 +91,31 @@ def trans_id() -> str:
     return f"tx{uuid.uuid4().hex[:21]}-{int(time.time()):010x}"
 
 
-def authorize(req, account: str, write: bool) -> None:
-    ctx = req.context  # 401 without a valid token
-    if not account.startswith("AUTH_") or len(account) <= 5:
-        raise SwiftError(403)
-    target = {"project_id": account[5:]}
-    rule = "object_store:write" if write else "object_store:read"
-    if not current().enforcer.check(rule, target, ctx.policy_creds()):
-        raise SwiftError(403)
+def authorize(req, account: str, write: bool, container: str | None = None, obj: str | None = None,
+              use_acl: bool = True) -> None:
+    """keystoneauth's rules with container/account ACLs, TempURLs and anonymous access (acl.py)."""
+    acl.authorize(req, account, container, obj, write, use_acl=use_acl)
 
 
 def http_date(ts: str) -> str:
     return email.utils.formatdate(math.ceil(float(ts)), usegmt=True)
 
 
+_ISO_SECONDS: dict[str, str] = {}
+
+
 def iso(ts: str) -> str:
-    return datetime.datetime.fromtimestamp(float(ts), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    """`1795736296.77937` -> `2026-11-26T23:38:16.779370` (listings: one call per row, so no
+    datetime objects; the same text as datetime's `%f` for Swift's 5-decimal timestamps)."""
+    secs, _, frac = ts.partition(".")
+    head = _ISO_SECONDS.get(secs)
+    if head is None:
+        if not secs.isdigit():
+            return datetime.datetime.fromtimestamp(float(ts), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        if len(_ISO_SECONDS) > 65536:
+            _ISO_SECONDS.clear()
+        head = _ISO_SECONDS[secs] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(secs)))
+    return head + "." + (frac + "000000")[:6]
 
 
 def title(name: str) -> str:
@@ -229,20 +241,61 @@ def empty(status: int, headers: dict, content_type: str = "text/html; charset=UT
 
 
 # ---------------------------------------------------------------------------- info
+capabilities.register("swift", {
+    "version": "2.34.0", "max_file_size": MAX_FILE_SIZE, "max_meta_name_length": MAX_META_NAME,
+    "max_meta_value_length": MAX_META_VALUE, "max_meta_count": MAX_META_COUNT,
+    "max_meta_overall_size": MAX_META_OVERALL, "max_header_size": 8192, "extra_header_count": 0,
+    "max_object_name_length": MAX_OBJECT_NAME, "max_container_name_length": MAX_CONTAINER_NAME,
+    "max_account_name_length": 256, "container_listing_limit": LISTING_LIMIT,
+    "account_listing_limit": LISTING_LIMIT, "strict_cors_mode": True, "allow_account_management": False,
+    "account_autocreate": True, "valid_api_versions": ["v1", "v1.0"],
+    "policies": [{"name": "Policy-0", "aliases": "Policy-0", "default": True}],
+})
+
+
+def storage_errors(handler):
+    """Storage failures a handler did not map itself get Swift's answers: too few replicas
+    written or readable (no quorum) is a 503, never a 500."""
+    @functools.wraps(handler)
+    def wrapped(req):
+        try:
+            return handler(req)
+        except st.NotFoundError:
+            raise SwiftError(404) from None
+        except st.NotEmptyError:
+            raise SwiftError(409) from None
+        except st.EtagMismatch:
+            raise SwiftError(422) from None
+        except st.StorageError:
+            logging.getLogger(__name__).warning("object storage unavailable: %s %s", req.method,
+                                                 req.raw.url.path, exc_info=True)
+            raise SwiftError(503) from None
+    return wrapped
+
+
+@api.route("/auth/v1.0", "GET")
+@api.route("/auth/v1", "GET")
+def tempauth_token(req):
+    return features.tempauth.get_token(req)
+
+
+@api.route("/crossdomain.xml", "GET")
+def crossdomain(req):
+    return features.cors.crossdomain(req)
+
+
+@api.route("/healthcheck", ["GET", "HEAD"])
+def healthcheck(req):
+    """Swift's healthcheck middleware: `OK` without authentication."""
+    return Response(b"" if req.method == "HEAD" else b"OK", headers={"X-Trans-Id": trans_id()},
+                    media_type="text/plain")
+
+
 @api.route("/info", ["GET", "HEAD"])
 def info(req):
-    return Response(json.dumps({
-        "swift": {
-            "version": "2.34.0", "max_file_size": MAX_FILE_SIZE, "max_meta_name_length": MAX_META_NAME,
-            "max_meta_value_length": MAX_META_VALUE, "max_meta_count": MAX_META_COUNT,
-            "max_meta_overall_size": MAX_META_OVERALL, "max_header_size": 8192, "extra_header_count": 0,
-            "max_object_name_length": MAX_OBJECT_NAME, "max_container_name_length": MAX_CONTAINER_NAME,
-            "max_account_name_length": 256, "container_listing_limit": LISTING_LIMIT,
-            "account_listing_limit": LISTING_LIMIT, "strict_cors_mode": True, "allow_account_management": False,
-            "account_autocreate": True, "valid_api_versions": ["v1", "v1.0"],
-            "policies": [{"name": "Policy-0", "aliases": "Policy-0", "default": True}],
-        },
-    }), headers={"X-Trans-Id": trans_id()}, media_type="application/json; charset=utf-8")
+    """The capabilities document: `swift` plus one key per feature (`capabilities.register`)."""
+    return Response(json.dumps(capabilities.document()), headers={"X-Trans-Id": trans_id()},
+                    media_type="application/json; charset=utf-8")
 
 
 # ---------------------------------------------------------------------------- accounts
@@ -263,20 +316,30 @@ def account_headers(account: str) -> dict:
     return headers
 
 
-@api.route("/v1/{account}", ["GET", "HEAD", "POST", "PUT", "DELETE"])
-@api.route("/v1/{account}/", ["GET", "HEAD", "POST", "PUT", "DELETE"])
+@api.route("/v1/{account}", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"], stream=True)
+@api.route("/v1/{account}/", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"], stream=True)
+@storage_errors
 def account_endpoint(req):
     account = req.path_params["account"]
     method = req.method
+    if method == "OPTIONS":
+        return features.options(req, account)
+    if ("bulk-delete" in req.query and method in ("POST", "DELETE")) or \
+            (method == "PUT" and "extract-archive" in req.query):
+        req.context  # noqa: B018  (401 without a valid token; each name is then authorized on its own)
+        if method == "PUT":
+            return bulk.extract_archive(req, account, "", req.query["extract-archive"])
+        return bulk.bulk_delete(req, account)
     if method in ("PUT", "DELETE"):
         authorize(req, account, True)
         raise SwiftError(405)
     authorize(req, account, method == "POST")
     if method == "POST":
-        storage().update_account_metadata(account, metadata_updates(
-            req, "account", ("x-account-meta-temp-url-key", "x-account-meta-temp-url-key-2")))
-        return empty(204, account_headers(account))
-    headers = account_headers(account)
+        storage().update_account_metadata(account, features.account_post(req, account, metadata_updates(
+            req, "account", ("x-account-meta-temp-url-key", "x-account-meta-temp-url-key-2"))))
+        return empty(204, features.account_headers(req, account_headers(account)))
+    features.account_read(req, account)
+    headers = features.account_headers(req, account_headers(account))
     if method == "HEAD":
         return empty(204, headers, "text/plain; charset=utf-8")
     fmt = listing_format(req)
@@ -288,7 +351,7 @@ def account_endpoint(req):
 
 
 # ---------------------------------------------------------------------------- containers
-# Stored and returned; ACL enforcement (`.r:*`, project:user grants) is not done yet.
+# ACLs: validated, stored, enforced and shown to owners only (acl.py).
 CONTAINER_EXTRA = ("x-container-read", "x-container-write")
 
 
@@ -308,15 +371,24 @@ def container_headers(account: str, container: str) -> dict:
 def container_endpoint(req, account: str, container: str):
     method = req.method
     write = method in ("PUT", "POST", "DELETE")
-    authorize(req, account, write)
+    if method == "OPTIONS":
+        return features.options(req, account, container)
+    web = features.static_web(req, account, container) or features.form_post(req, account, container)
+    if web is not None:  # staticweb sites (anonymous GET/HEAD), FormPost uploads (signed POST)
+        return web
+    authorize(req, account, write, container, use_acl=not write)
     check_container_name(container)
     store = storage()
+    if method == "PUT" and "extract-archive" in req.query:
+        return bulk.extract_archive(req, account, container, req.query["extract-archive"])
     if method == "PUT":
-        created = store.create_container(account, container, metadata_updates(req, "container", CONTAINER_EXTRA))
+        created = store.create_container(account, container, features.container_write(
+            req, account, container, metadata_updates(req, "container", CONTAINER_EXTRA)))
         return empty(201 if created else 202, base_headers())
     if method == "POST":
         try:
-            store.update_container_metadata(account, container, metadata_updates(req, "container", CONTAINER_EXTRA))
+            store.update_container_metadata(account, container, features.container_write(
+                req, account, container, metadata_updates(req, "container", CONTAINER_EXTRA)))
         except st.NotFoundError:
             raise SwiftError(404) from None
         return empty(204, base_headers())
@@ -330,31 +402,41 @@ def container_endpoint(req, account: str, container: str):
         return empty(204, base_headers())
     if method not in ("GET", "HEAD"):
         raise SwiftError(405)
-    headers = container_headers(account, container)
+    features.container_read(req, account, container)
+    headers = features.container_headers(req, account, container, container_headers(account, container))
     if method == "HEAD":
         return empty(204, headers, "text/plain; charset=utf-8")
     fmt = listing_format(req)
     items = store.list_objects(account, container, **listing_options(req))
+    features.container_listing(req, account, items, fmt)  # symlink_path
     for item in items:
         if "last_modified" in item:
             item["last_modified"] = iso(item["last_modified"])
     return listing_response(req, items, fmt, "container", container, headers)
 
 
-@api.route("/v1/{account}/{container}", ["GET", "HEAD", "POST", "PUT", "DELETE"])
+@api.route("/v1/{account}/{container}", ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"], stream=True)
+@storage_errors
 def container_route(req):
     return container_endpoint(req, req.path_params["account"], req.path_params["container"])
 
 
 # ---------------------------------------------------------------------------- objects
-OBJECT_EXTRA = ("content-disposition", "content-encoding")
+OBJECT_EXTRA = ("content-disposition", "content-encoding", "x-object-manifest")
+
+
+def object_meta(req) -> dict[str, str]:
+    """The user metadata an object PUT/POST sets: `X-Object-Meta-*` (kept with an empty value, as
+    Swift stores it), `Content-Disposition`, `Content-Encoding`."""
+    return {k: v for k, v in metadata_updates(req, "object", OBJECT_EXTRA).items()
+            if v or (k.startswith("X-Object-Meta-") and req.headers.get(k) is not None)}
 
 
 def object_headers(meta: dict) -> dict:
     headers = base_headers()
     headers.update({"Content-Type": meta["content_type"], "Etag": meta["etag"],
                     "Last-Modified": http_date(meta["timestamp"]), "X-Timestamp": meta["timestamp"]})
-    headers.update(meta.get("meta", {}))
+    headers.update({k: v for k, v in meta.get("meta", {}).items() if not k.startswith("X-Object-Sysmeta-")})
     return headers
 
 
@@ -432,15 +514,29 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None | str:
 
 def object_endpoint(req, account: str, container: str, obj: str):
     method = req.method
+    if method == "OPTIONS":
+        return features.options(req, account, container, obj)
+    form = features.form_post(req, account, container, obj)
+    if form is not None:
+        return form
     if method in ("GET", "HEAD"):
-        authorize(req, account, False)
+        web = features.static_web(req, account, container, obj)
+        if web is not None:
+            return web
+        authorize(req, account, False, container, obj)
         return get_object(req, account, container, obj)
     if method not in ("PUT", "POST", "DELETE", "COPY"):
         raise SwiftError(405)
-    authorize(req, account, True)
+    authorize(req, account, True, container, obj)
     check_container_name(container)
     check_object_name(obj)
     store = storage()
+    if method == "PUT" and "extract-archive" in req.query:
+        return bulk.extract_archive(req, account, f"{container}/{obj}", req.query["extract-archive"])
+    if method == "PUT" and req.query.get("multipart-manifest") == "put":
+        return slo.put_manifest(req, account, container, obj)
+    if method in ("PUT", "POST", "COPY"):
+        slo.check_reserved(req)  # X-Static-Large-Object is reserved; X-Object-Manifest well formed
     if method == "PUT":
         try:
             return put_object(req, account, container, obj)
@@ -454,9 +550,8 @@ def object_endpoint(req, account: str, container: str, obj: str):
         if not dest:
             raise SwiftError(412, "You must specify a Destination header")
         dest_account = req.headers.get("destination-account", account)
-        if dest_account != account:
-            authorize(req, dest_account, True)
         d_container, d_obj = _split_copy_path(dest, "Destination")
+        authorize(req, dest_account, True, d_container, d_obj)
         return copy_object(req, account, container, obj, dest_account, d_container, d_obj)
     if method == "POST":
         if store.container_info(account, container) is None:
@@ -465,14 +560,21 @@ def object_endpoint(req, account: str, container: str, obj: str):
             old, _ = store.head_object(account, container, obj)
         except st.NotFoundError:
             raise SwiftError(404) from None
-        updates = {"meta": {k: v for k, v in metadata_updates(req, "object", OBJECT_EXTRA).items() if v}}
+        updates = {"meta": object_meta(req)}
+        updates["meta"].update(slo.preserved(old))
+        features.object_post(req, account, container, obj, old, updates)
         if req.headers.get("content-type"):
             updates["content_type"] = req.headers["content-type"]
         store.post_object(account, container, obj, updates)
+        features.object_posted(req, account, container, obj, old, updates)
         title_, text = "Accepted", "The request is accepted for processing."
         return Response(f"<html><h1>{title_}</h1><p>{text}</p></html>", status_code=202, headers=base_headers(),
                         media_type="text/html; charset=UTF-8")
     # DELETE
+    if req.query.get("multipart-manifest") == "delete":
+        return slo.delete_manifest(req, account, container, obj)
+    if features.object_delete(req, account, container, obj):  # versioning restored a version
+        return empty(204, base_headers())
     try:
         store.delete_object(account, container, obj)
     except st.NotFoundError:
@@ -482,11 +584,17 @@ def object_endpoint(req, account: str, container: str, obj: str):
 
 def get_object(req, account, container, obj):
     store = storage()
+    # A whole-object GET checks the replica's MD5 first, so a corrupt one is skipped (storage.py).
+    whole = req.method == "GET" and not req.headers.get("range")
     try:
-        meta, path = store.head_object(account, container, obj)
+        meta, path = features.object_read(req, account, container, obj,  # expiry, symlinks
+                                          verify_max=st.GET_VERIFY_MAX if whole else st.VERIFY_MAX)
     except st.NotFoundError:
         raise SwiftError(404) from None
-    headers = object_headers(meta)
+    headers = features.object_headers(req, account, container, obj, meta, object_headers(meta))
+    large = slo.handle_get(req, account, meta, path, headers)  # SLO / DLO manifests
+    if large is not None:
+        return large
     try:
         check_conditions(req, meta, headers)
     except _NotModified as nm:
@@ -559,8 +667,9 @@ def put_object(req, account, container, obj):
     if not content_type or req.headers.get("x-detect-content-type", "").lower() in TRUE:
         content_type = mimetypes.guess_type(obj)[0] or "application/octet-stream"
     metadata = {"content_type": content_type,
-                "meta": {k: v for k, v in metadata_updates(req, "object", OBJECT_EXTRA).items() if v}}
-    body = _limited(_request_body(req), MAX_FILE_SIZE)
+                "meta": object_meta(req)}
+    left = features.object_put(req, account, container, obj, length, metadata)  # symlink, expiry, quotas, versions
+    body = features.quotas.limit(_limited(_request_body(req), MAX_FILE_SIZE), left)
     try:
         meta = store.put_object(account, container, obj, body, metadata, expected_etag=req.headers.get("etag"),
                                 expected_length=length)
@@ -574,6 +683,7 @@ def put_object(req, account, container, obj):
         if "shorter" in str(exc):
             raise SwiftError(499) from None
         raise SwiftError(503) from None
+    features.object_written(account, container, obj, meta)
     headers = base_headers()
     headers.update({"Etag": meta["etag"], "Last-Modified": http_date(meta["timestamp"])})
     return empty(201, headers)
@@ -590,8 +700,7 @@ def _limited(chunks, limit):
 
 def copy_object(req, s_account, s_container, s_obj, d_account, d_container, d_obj, via_put=False):
     store = storage()
-    if s_account != d_account or not via_put:
-        authorize(req, s_account, False)
+    authorize(req, s_account, False, s_container, s_obj)
     try:
         src, path = store.head_object(s_account, s_container, s_obj)
     except st.NotFoundError:
@@ -600,18 +709,25 @@ def copy_object(req, s_account, s_container, s_obj, d_account, d_container, d_ob
     if store.container_info(d_account, d_container) is None:
         raise SwiftError(404)
     fresh = req.headers.get("x-fresh-metadata", "").lower() in TRUE
-    meta = {} if fresh else dict(src.get("meta", {}))
-    meta.update({k: v for k, v in metadata_updates(req, "object", OBJECT_EXTRA).items()})
-    meta = {k: v for k, v in meta.items() if v}
+    body, user_meta, system_meta = slo.copy_source(req, s_account, src, path)  # large objects: content
+    meta = {} if fresh else user_meta
+    updates = metadata_updates(req, "object", OBJECT_EXTRA)
+    meta.update(updates)
+    meta.update(system_meta)
+    removed = {k for k, v in updates.items() if v == "" and req.headers.get(k) is None}
+    meta = {k: v for k, v in meta.items() if k not in removed and (v or k.startswith("X-Object-Meta-"))}
+    features.object_copy(req, s_account, s_container, s_obj, d_account, d_container, d_obj, src, meta)
     content_type = req.headers.get("content-type") if (via_put or req.headers.get("content-type")) else None
     if via_put and req.headers.get("content-type") in (None, "", "application/octet-stream") and not fresh:
         content_type = None
-    result = store.put_object(d_account, d_container, d_obj, store.iter_object(path, src),
+    result = store.put_object(d_account, d_container, d_obj, body,
                               {"content_type": content_type or src["content_type"], "meta": meta})
+    features.object_written(d_account, d_container, d_obj, result)
     headers = base_headers()
     headers.update({"Etag": result["etag"], "Last-Modified": http_date(result["timestamp"]),
                     "X-Copied-From": quote(f"{s_container}/{s_obj}"),
                     "X-Copied-From-Last-Modified": http_date(src["timestamp"])})
+    headers.update({k: v for k, v in meta.items() if k.startswith("X-Object-Meta-")})  # as Swift's copy answers
     if s_account != d_account:
         headers["X-Copied-From-Account"] = quote(s_account)
     return empty(201, headers)
@@ -625,9 +741,15 @@ def check_conditions_safe(req, meta):
         raise SwiftError(412) from None
 
 
-@api.route("/v1/{account}/{container}/{obj:path}", ["GET", "HEAD", "POST", "PUT", "DELETE", "COPY"], stream=True)
+@api.route("/v1/{account}/{container}/{obj:path}", ["GET", "HEAD", "POST", "PUT", "DELETE", "COPY", "OPTIONS"],
+           stream=True)
+@storage_errors
 def object_route(req):
     account, container, obj = (req.path_params[k] for k in ("account", "container", "obj"))
     if obj == "":
         return container_endpoint(req, account, container)
     return object_endpoint(req, account, container, obj)
+
+
+from pocketstack.object import bulk, dlo, slo  # noqa: E402,F401  (large objects, bulk; register in /info)
+from pocketstack.object import acl, features  # noqa: E402  (access control, middleware features)

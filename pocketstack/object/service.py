@@ -25,6 +25,14 @@ def app():
     return _TransId(api.app())
 
 
+def extra_apps() -> dict[str, object]:
+    """More apps to mount on the main port: the S3 API at `/s3` (not in the catalog: S3
+    clients are pointed at `<public_url>/s3` with EC2 credentials)."""
+    from pocketstack.object import s3
+
+    return {"/s3": s3.app()}
+
+
 class _TransId:
     """Every response (errors included) carries Swift's `X-Trans-Id` and `X-Openstack-Request-Id`."""
 
@@ -70,7 +78,41 @@ def setup(rt: Runtime) -> None:
     ring_path = bootstrap_ring(root, replicas=replicas, devices=devices)
     ring = Ring(ring_path, hash_path_suffix=_hash_suffix(root))
     _storage = Storage(root, ring)
+    _start_replicator(cfg, _storage)
+    from pocketstack.object import expirer
+
+    expirer.start(float(cfg.get("object", "expirer_interval", "30") or 0))  # X-Delete-At (expirer.py)
     api.www_authenticate = f"Keystone uri='{cfg.public_url}/v3'"
+
+
+_background = None
+
+
+def _start_replicator(cfg, storage: Storage) -> None:
+    """The replicator/auditor thread (`[object] replicator_interval`, 0 = off; see replicator.py)."""
+    global _background
+    from pocketstack.object import replicator
+
+    if _background is not None:
+        _background.stop.set()
+        _background = None
+    interval = float(cfg.get("object", "replicator_interval", "30") or 0)
+    if interval <= 0:
+        return
+    _background = replicator.Background(
+        storage, interval,
+        audit_interval=float(cfg.get("object", "auditor_interval", "3600") or 0),
+        audit_bytes_per_second=float(cfg.get("object", "auditor_bytes_per_second", "10000000") or 0),
+        reclaim_age=float(cfg.get("object", "reclaim_age", str(replicator.RECLAIM_AGE)))).start()
+
+
+def open_storage(cfg) -> Storage:
+    """The storage engine of a state dir, without the rest of the service (one-shot commands)."""
+    root = cfg.state_dir / "object"
+    replicas = int(cfg.get("object", "replicas", "3"))
+    devices = int(cfg.get("object", "devices", str(max(3, replicas))))
+    ring = Ring(bootstrap_ring(root, replicas=replicas, devices=devices), hash_path_suffix=_hash_suffix(root))
+    return Storage(root, ring)
 
 
 def get_storage() -> Storage:

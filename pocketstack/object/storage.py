@@ -12,7 +12,8 @@ Every object is placed on its partition's primary devices (`Ring.get_nodes`); a 
 body to one temporary file per replica, then fsyncs and renames each into place: the write
 succeeds when a quorum of replicas (replicas // 2 + 1) is committed, and a crash mid-PUT leaves
 only files under `tmp/`. The metadata lives in the same file as the data (a trailer), so one
-rename commits both. Reads use the first primary whose file is readable and intact.
+rename commits both. Reads use the first primary whose file is readable and intact (its MD5
+checked, see VERIFY_MAX); auditor.py finds rot nobody reads, replicator.py repairs replicas.
 
 Listings: one SQLite database per *account* (why not one per container, as upstream?): it holds
 the account's metadata, its containers (with their metadata and object/byte counts) and the
@@ -21,13 +22,14 @@ marker/prefix are index range scans, fast at millions of rows). Object counts an
 totals then change in the same transaction as the object row, with no asynchronous
 container -> account updater to write yet. Each account database is replicated on the account
 path's ring devices: every change is applied to every replica (quorum success), and reads use
-the first healthy replica. Splitting the hot containers into their own databases (and a
-replicator that reconciles replicas which missed writes) is for later.
+the first healthy replica; replicator.py restores missing, corrupt or lagging replicas. Splitting
+the hot containers into their own databases is for later.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import struct
@@ -40,6 +42,15 @@ from typing import Callable, Iterable, Iterator
 from pocketstack.object.ring import Ring, RingBuilder, hash_path
 
 CHUNK = 1 << 16
+READ_CHUNK = 1 << 20
+# Reads check a replica's MD5 against its stored ETag before answering, so a corrupt replica is
+# skipped and the next one used: every `head_object` for objects up to VERIFY_MAX bytes (read
+# whole in one go), a whole-object GET up to GET_VERIFY_MAX; a bigger whole-object GET is checked
+# while it streams (a mismatch quarantines the replica and cuts the response short).
+SMALL_READ = 1 << 20
+VERIFY_MAX = 1 << 20
+GET_VERIFY_MAX = 64 << 20
+log = logging.getLogger(__name__)
 TRAILER = struct.Struct(">I8s")  # metadata length, magic
 MAGIC = b"PSOBJv1\n"
 
@@ -58,6 +69,14 @@ class NotEmptyError(StorageError):
 
 class EtagMismatch(StorageError):
     pass
+
+
+class CorruptObject(ValueError):
+    """A replica's file failed its checks (truncated, foreign or wrong checksum)."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
 
 
 def timestamp(t: float | None = None) -> str:
@@ -136,9 +155,9 @@ class Storage:
                 return None
             path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         if create:
+            conn.execute("PRAGMA journal_mode=WAL")  # persistent in the file: set once, at creation
             conn.executescript(SCHEMA)
         return conn
 
@@ -149,6 +168,9 @@ class Storage:
     def _write(self, account: str, fn: Callable[[sqlite3.Connection], object], create: bool = True):
         """Apply `fn` in one transaction on every replica of the account database."""
         paths = self._db_paths(account)
+        # A replica that is missing while others exist was lost (or quarantined): the replicator
+        # restores it from a good one; recreating it empty here would serve incomplete listings.
+        create = create and not any(p.exists() for p in paths)
         results, errors = [], []
         for path in paths:
             try:
@@ -162,6 +184,9 @@ class Storage:
                             conn.execute("INSERT OR IGNORE INTO account_stat (id, created_at, put_timestamp) "
                                          "VALUES (1, ?, ?)", (new_timestamp(),) * 2)
                         results.append(fn(conn))
+                        # The replicator's sync point: the replica with the most writes is the source.
+                        version = conn.execute("PRAGMA user_version").fetchone()[0]
+                        conn.execute(f"PRAGMA user_version = {version + 1}")
                         conn.execute("COMMIT")
                     except BaseException:
                         conn.execute("ROLLBACK")
@@ -332,11 +357,19 @@ class Storage:
                 raise StorageError("not enough devices to write the object")
             md5 = hashlib.md5(usedforsecurity=False)
             size = 0
+            failed: set[int] = set()  # replicas whose device failed mid-write (ENOSPC, EIO, ...)
             for chunk in stream:
                 md5.update(chunk)
                 size += len(chunk)
-                for fh in handles:
-                    fh.write(chunk)
+                for i, fh in enumerate(handles):
+                    if i in failed:
+                        continue
+                    try:
+                        fh.write(chunk)
+                    except OSError:
+                        failed.add(i)
+                if len(handles) - len(failed) < self._quorum(len(dirs)):
+                    raise StorageError("not enough devices to write the object")
             etag = md5.hexdigest()
             if expected_length is not None and size != expected_length:
                 raise StorageError("the body is shorter than its Content-Length")
@@ -346,8 +379,10 @@ class Storage:
                     "content_type": metadata.get("content_type") or "application/octet-stream",
                     "meta": metadata.get("meta", {})}
             trailer = json.dumps(meta).encode()
-            committed = 0
-            for fh, (path, d) in zip(handles, tmps):
+            committed: list[Path] = []
+            for i, (fh, (path, d)) in enumerate(zip(handles, tmps)):
+                if i in failed:
+                    continue
                 try:
                     fh.write(trailer + TRAILER.pack(len(trailer), MAGIC))
                     fh.flush()
@@ -356,12 +391,20 @@ class Storage:
                     d.mkdir(parents=True, exist_ok=True)
                     os.replace(path, d / f"{ts}.data")
                     _fsync_dir(d)
-                    _cleanup(d, ts)
-                    committed += 1
+                    committed.append(d)
                 except OSError:
                     continue
-            if committed < self._quorum(len(dirs)):
+            if len(committed) < self._quorum(len(dirs)):
+                # No quorum: take the new version back so the older one (if any) stays the object.
+                for d in committed:
+                    (d / f"{ts}.data").unlink(missing_ok=True)
                 raise StorageError("the object could not be written to a quorum of devices")
+            for d in committed:
+                _cleanup(d, ts)
+                try:  # these bytes were hashed as they were written: checked
+                    _remember(_stat_key(os.stat(d / f"{ts}.data")))
+                except OSError:
+                    pass
         finally:
             for fh in handles:
                 if not fh.closed:
@@ -369,10 +412,13 @@ class Storage:
             for path, _ in tmps:
                 if path.exists():
                     path.unlink(missing_ok=True)
-        self._record_object(account, container, obj, meta)
+        # `listing_etag`: the ETag container listings show when it is not the MD5 (the S3 API's
+        # multipart ETag of a completed upload).
+        self._record_object(account, container, obj,
+                            {**meta, "etag": metadata["listing_etag"]} if metadata.get("listing_etag") else meta)
         return meta
 
-    def _read_replica(self, d: Path) -> tuple[dict, Path | None] | None:
+    def _read_replica(self, d: Path, verify_max: int = VERIFY_MAX) -> tuple[dict, Path | None] | None:
         """(metadata, data file) of one replica directory, or None when it holds nothing."""
         try:
             names = sorted(os.listdir(d), reverse=True)
@@ -386,20 +432,28 @@ class Storage:
                 return {"deleted": True, "timestamp": name[:-3]}, None
             elif name.endswith(".data"):
                 path = d / name
-                meta = read_trailer(path)
+                try:
+                    meta = read_trailer(path, verify_max=verify_max)
+                except ValueError as exc:
+                    raise CorruptObject(path, str(exc)) from None
                 if meta_file and meta_file[:-5] > name[:-5]:
                     update = json.loads((d / meta_file).read_text())
                     meta = {**meta, **update}
                 return meta, path
         return None
 
-    def head_object(self, account: str, container: str, obj: str) -> tuple[dict, Path]:
-        """Metadata and data file of the first healthy replica; NotFoundError when deleted/absent."""
+    def head_object(self, account: str, container: str, obj: str,
+                    verify_max: int = VERIFY_MAX) -> tuple[dict, Path]:
+        """Metadata and data file of the first healthy replica; NotFoundError when deleted/absent.
+        Replicas of up to `verify_max` bytes must match their checksum (GET_VERIFY_MAX for a GET)."""
         for d in self.object_dirs(account, container, obj):
             try:
-                found = self._read_replica(d)
+                found = self._read_replica(d, verify_max)
+            except CorruptObject as exc:
+                quarantine(exc.path)  # the replicator restores it from a good replica
+                continue
             except (OSError, ValueError):
-                continue  # unreadable or corrupt replica: try the next one
+                continue  # unreadable replica: try the next one
             if found is None:
                 continue
             meta, path = found
@@ -409,15 +463,28 @@ class Storage:
         raise NotFoundError(obj)
 
     def iter_object(self, path: Path, meta: dict, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        end = meta["size"] if end is None else end
+        """The bytes of one replica. A whole read of an object too big to be checked before the
+        answer (GET_VERIFY_MAX) is checked while it streams: on a mismatch the replica is
+        quarantined and the stream is cut short, so the client never receives a complete wrong body."""
+        size = meta["size"]
+        end = size if end is None else end
+        whole = start == 0 and end == size > GET_VERIFY_MAX
+        md5 = hashlib.md5(usedforsecurity=False) if whole and not is_checked(path) else None
         with open(path, "rb") as fh:
             fh.seek(start)
             left = end - start
             while left > 0:
-                data = fh.read(min(CHUNK, left))
+                data = fh.read(min(READ_CHUNK, left))
                 if not data:
                     break
                 left -= len(data)
+                if md5 is not None:
+                    md5.update(data)
+                    if left == 0:
+                        if md5.hexdigest() != read_trailer(path)["etag"]:
+                            quarantine(path)
+                            raise CorruptObject(path, "checksum mismatch")
+                        _remember(_stat_key(os.fstat(fh.fileno())))
                 yield data
 
     def post_object(self, account: str, container: str, obj: str, updates: dict) -> dict:
@@ -458,21 +525,125 @@ class Storage:
 
 
 # ---------------------------------------------------------------------------- helpers
-def read_trailer(path: Path) -> dict:
+# Replica files are immutable once renamed into place, so a read checks each one once per process:
+# the files whose MD5 matched, keyed by their stat identity (an in-place write changes mtime/ctime
+# and forces a new check). Rot that leaves no trace in stat is the auditor's to find (it never
+# trusts this cache).
+_VERIFIED: dict[tuple, None] = {}
+_VERIFIED_MAX = 100_000
+
+
+def _stat_key(st: os.stat_result) -> tuple:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _remember(key: tuple) -> None:
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        try:
+            del _VERIFIED[next(iter(_VERIFIED))]
+        except (StopIteration, KeyError, RuntimeError):
+            pass
+    _VERIFIED[key] = None
+
+
+def read_trailer(path: Path, verify_max: int = -1, trust_checked: bool = True) -> dict:
+    """The metadata of one `.data` file; ValueError when the file is truncated or not ours, or
+    (for data of at most `verify_max` bytes) when its MD5 is not its stored ETag. The trailer's
+    `etag` is always the MD5 of the bytes: the read path, the auditor and the replicator check it.
+    `trust_checked`: skip the MD5 of a file this process already checked, unchanged since."""
     with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        total = fh.tell()
+        st = os.fstat(fh.fileno())
+        total, key = st.st_size, _stat_key(st)
+        if trust_checked and key in _VERIFIED:
+            verify_max = -1
         if total < TRAILER.size:
             raise ValueError("truncated object file")
-        fh.seek(total - TRAILER.size)
-        length, magic = TRAILER.unpack(fh.read(TRAILER.size))
+        whole = fh.read() if total <= min(verify_max, SMALL_READ) + 65536 else None
+        if whole is not None:
+            if len(whole) != total:
+                raise ValueError("object file changed while read")
+            length, magic = TRAILER.unpack_from(whole, total - TRAILER.size)
+        else:
+            fh.seek(total - TRAILER.size)
+            length, magic = TRAILER.unpack(fh.read(TRAILER.size))
         if magic != MAGIC or length > total - TRAILER.size:
             raise ValueError("not an object file")
-        fh.seek(total - TRAILER.size - length)
-        meta = json.loads(fh.read(length))
-    if meta["size"] != total - TRAILER.size - length:
-        raise ValueError("object file size does not match its metadata")
+        start = total - TRAILER.size - length
+        if whole is not None:
+            raw = whole[start:start + length]
+        else:
+            fh.seek(start)
+            raw = fh.read(length)
+        try:
+            meta = json.loads(raw)
+            size, etag = meta["size"], meta["etag"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("unreadable object metadata") from None
+        if size != start:
+            raise ValueError("object file size does not match its metadata")
+        if size <= verify_max:
+            if whole is not None:
+                digest = hashlib.md5(memoryview(whole)[:size], usedforsecurity=False).hexdigest()
+            else:
+                fh.seek(0)
+                digest = _md5_of(fh, size)
+            if digest != etag:
+                _VERIFIED.pop(key, None)
+                raise ValueError("checksum mismatch")
+            _remember(key)
     return meta
+
+
+def is_checked(path: Path) -> bool:
+    """Whether this process already checked this file's MD5 (and it has not changed since)."""
+    try:
+        return _stat_key(os.stat(path)) in _VERIFIED
+    except OSError:
+        return False
+
+
+def _md5_of(fh, size: int) -> str:
+    md5 = hashlib.md5(usedforsecurity=False)
+    left = size
+    while left > 0:
+        data = fh.read(min(READ_CHUNK, left))
+        if not data:
+            raise ValueError("truncated object file")
+        md5.update(data)
+        left -= len(data)
+    return md5.hexdigest()
+
+
+def verify_data(path: Path) -> dict:
+    """Read a whole `.data` file: its metadata when the MD5 of the data is its stored ETag, else
+    ValueError (the auditor's check: it reads every byte, whatever was checked before)."""
+    return read_trailer(path, verify_max=1 << 62, trust_checked=False)
+
+
+def quarantine(path: Path) -> Path | None:
+    """Move a bad replica file (object `.data` or account `.db`, with its -wal/-shm) out of the
+    way, to `<device>/quarantined/<objects|accounts>/<hash>/`, where the replicator no longer
+    sees it and restores a good copy. Returns the new path (None when it was already gone)."""
+    hash_dir = path.parent  # <device>/<kind>/<part>/<suffix>/<hash>
+    kind, device = hash_dir.parents[2].name, hash_dir.parents[3]
+    target = device / "quarantined" / kind / hash_dir.name
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        dest = target / f"{path.name}.{uuid.uuid4().hex[:8]}"
+        os.replace(path, dest)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None
+    for extra in ("-wal", "-shm"):
+        side = path.with_name(path.name + extra)
+        if side.exists():
+            try:
+                os.replace(side, dest.with_name(dest.name + extra))
+            except OSError:
+                side.unlink(missing_ok=True)
+    log.warning("quarantined %s -> %s", path, dest)
+    return dest
 
 
 def _fsync_dir(d: Path) -> None:
