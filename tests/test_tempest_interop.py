@@ -3,7 +3,7 @@
 For each service done so far, `tools/tempest.py` installs Tempest 47.0.0 in `.tempest/venv`
 (once), starts its own pocketstack (security compliance on), and runs the required tests
 of guideline 2022.11 from `../shared/interop/platform-required-<service>.txt`
-(identity: 15, image: 23, object-storage: 61; the object run's cloud has only identity and
+(identity: 15, image: 23, object-storage: 61, network: 80; the object run's cloud has only identity and
 object enabled). Every one must pass. About half a minute to two minutes per list once Tempest
 is installed (1-2 minutes more the first time). Leave it out with `-m "not tempest"`.
 """
@@ -23,7 +23,7 @@ INTEROP = REPO.parent / "shared" / "interop"
 pytestmark = pytest.mark.tempest
 
 
-@pytest.mark.parametrize("service", ["identity", "image", "object-storage"])
+@pytest.mark.parametrize("service", ["identity", "image", "object-storage", "network"])
 def test_interop_tests_all_pass(service, tmp_path):
     interop_list = INTEROP / f"platform-required-{service}.txt"
     if not interop_list.is_file():

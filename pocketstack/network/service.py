@@ -11,6 +11,11 @@ from pocketstack.common.runtime import Runtime
 def app():
     # Importing the route modules registers their routes on the shared Api object.
     from pocketstack.network.api import versions  # noqa: F401
+    # core resources and conventions (networks, subnets, ports, subnet pools, quotas, tags, extensions)
+    from pocketstack.network.api import extensions, networks, ports, quotas, subnetpools, subnets  # noqa: F401
+    # security groups, routers, floating IPs, RBAC, auto-allocated topology, AZs, agents
+    from pocketstack.network.api import agents, floating_ips, rbac, routers, security_groups  # noqa: F401
+    from pocketstack.network.api import tags  # noqa: F401  (after the resources: generic paths last)
     from pocketstack.network.api.common import api
 
     return api.app()
@@ -20,3 +25,11 @@ def setup(rt: Runtime) -> None:
     from pocketstack.network.api.common import api
 
     api.www_authenticate = f"Keystone uri='{rt.config.public_url}/v3'"
+    from pocketstack.network import core
+    from pocketstack.network.policies import DEFAULTS
+
+    rt.enforcer.register_defaults(DEFAULTS)
+    core.register()  # extensions, quota resources, tag targets of the core resources
+    # quota resources and the port-delete hooks of the L3 / security group modules, also when
+    # only the Python interface is used (no API app built)
+    from pocketstack.network import floating_ips, rbac, routers, security_groups  # noqa: F401
