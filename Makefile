@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PIP     = $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: up test tempest tempest-identity bench bench-image setup clean
+.PHONY: up test tempest tempest-identity bench bench-image bench-compute bench-object bench-volume setup clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ bench: $(STAMP)
 # Image service: 1 GiB upload/download vs a local copy (ARGS=--quick: 256 MiB).
 bench-image: $(STAMP)
 	$(BIN)/python bench/image.py $(ARGS)
+
+# Compute with the fake driver: boot latency, 100 concurrent boots, boot-and-delete, 10,000-server listing.
+bench-compute: $(STAMP)
+	$(BIN)/python bench/compute.py $(ARGS)
+
+# Object storage: 4 KiB / 16 MiB PUT+GET and a 10,000-object listing vs upstream Swift (ARGS=--quick).
+bench-object: $(STAMP)
+	$(BIN)/python bench/object.py $(ARGS)
+
+# Block Storage: create-to-available latency (p50/p99 of 50) and create-from-image MB/s vs cp (ARGS=--quick).
+bench-volume: $(STAMP)
+	$(BIN)/python bench/volume.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .tempest .pytest_cache

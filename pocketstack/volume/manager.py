@@ -64,7 +64,13 @@ def build_backend(rt: Runtime) -> VolumeBackend:
         cap = rt.config.get("volume", "file_capacity_gb", "")
         return FileBackend(rt.config.state_dir / "volume" / "file", backend_name=backend_name(),
                            capacity_gb=int(cap) if cap else None)
-    raise ValueError(f"unknown [volume] backend {kind!r} (available: file)")
+    if kind == "lvm":
+        from pocketstack.volume.backends.lvm import LvmBackend
+
+        return LvmBackend(rt.config.get("volume", "volume_group", "cinder-volumes"), backend_name=backend_name(),
+                          pool_name=rt.config.get("volume", "lvm_pool_name", "") or None,
+                          root=rt.config.state_dir / "volume" / "lvm")
+    raise ValueError(f"unknown [volume] backend {kind!r} (available: file, lvm)")
 
 
 def backend() -> VolumeBackend:
@@ -108,13 +114,20 @@ def repair_interrupted() -> list[str]:
     repaired = []
     with current().db.session() as sess:
         for vol in sess.execute(select(m.Volume).where(m.Volume.status.in_(TRANSIENT_VOLUME))).scalars():
-            log.warning("volume %s was %s when pocketstack stopped: now error", vol.id, vol.status)
-            vol.status = "error_deleting" if vol.status == "deleting" else "error"
+            # A backup only reads the volume: its data is intact, the (errored) backup is not.
+            new = {"deleting": "error_deleting", "backing-up": "available",
+                   "restoring-backup": "error_restoring"}.get(vol.status, "error")
+            log.warning("volume %s was %s when pocketstack stopped: now %s", vol.id, vol.status, new)
+            vol.status = new
             vol.updated_at = utcnow()
             repaired.append(vol.id)
         sess.execute(update(m.Snapshot).where(m.Snapshot.status == "creating").values(status="error"))
         sess.execute(update(m.Snapshot).where(m.Snapshot.status == "deleting").values(status="error_deleting"))
-        sess.execute(update(m.Backup).where(m.Backup.status.in_(TRANSIENT_BACKUP)).values(status="error"))
+        sess.execute(update(m.Snapshot).where(m.Snapshot.status == "backing-up").values(status="available"))
+        # An interrupted restore leaves the backup itself intact (the target volume is in error).
+        sess.execute(update(m.Backup).where(m.Backup.status == "restoring").values(status="available"))
+        sess.execute(update(m.Backup).where(m.Backup.status.in_(TRANSIENT_BACKUP)).values(
+            status="error", fail_reason="interrupted: pocketstack stopped while it ran"))
     return repaired
 
 

@@ -41,6 +41,7 @@ DEFAULTS = {
     "volume_extension:volume_actions:roll_detaching": MEMBER,
     "volume_extension:volume_unmanage": ADMIN,
     "volume_extension:volume_manage": ADMIN,
+    "volume_extension:list_manageable": ADMIN,
     "volume_extension:volume_admin_actions:reset_status": ADMIN,
     "volume_extension:volume_admin_actions:force_detach": ADMIN,
     "volume_extension:volume_admin_actions:migrate_volume": ADMIN,

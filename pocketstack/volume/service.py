@@ -14,6 +14,7 @@ from pocketstack.volume.policies import DEFAULTS
 def app():
     # Importing the route modules registers their routes on the shared Api object.
     from pocketstack.volume.api import misc, snapshots, types, versions, volumes  # noqa: F401
+    from pocketstack.volume.api import backups, manage, transfers  # noqa: F401
     from pocketstack.volume.api.common import MicroversionMiddleware, api
 
     return MicroversionMiddleware(api.app())
@@ -26,6 +27,9 @@ def setup(rt: Runtime) -> None:
     rt.enforcer.register_defaults(DEFAULTS)
     api.www_authenticate = f"Keystone uri='{rt.config.public_url}/v3'"
     manager.set_backend(None)  # rebuilt from this runtime's configuration
+    from pocketstack.volume import backups
+
+    backups.reset_drivers()
 
 
 def bootstrap(rt: Runtime) -> None:

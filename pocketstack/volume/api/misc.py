@@ -334,6 +334,11 @@ EXTENSIONS = [
     ("VolumeTenantAttribute", "os-vol-tenant-attr", "Expose the internal project_id as an attribute of a volume."),
     ("VolumeTypeAccess", "os-volume-type-access", "Volume type access support."),
     ("AdminActions", "os-admin-actions", "Enable admin actions."),
+    ("Backups", "backups", "Backups support."),
+    ("BackupProjectAttribute", "os-backup-project-attr", "Expose project attribute for backups."),
+    ("VolumeTransfer", "os-volume-transfer", "Volume transfer management support."),
+    ("VolumeManage", "os-volume-manage", "Allows existing backend storage to be 'managed' by Cinder."),
+    ("VolumeUnmanage", "os-volume-unmanage", "Enable volume unmanage operation."),
 ]
 
 

@@ -57,8 +57,40 @@ class VolumeBackend:
         """The volume's bytes (upload to image, backups)."""
         raise NotImplementedError
 
+    def read_snapshot(self, snapshot_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """A snapshot's bytes (backups of a snapshot)."""
+        raise NotImplementedError
+
+    def read_chunks(self, volume_id: str | None, snapshot_id: str | None,
+                    chunk_size: int) -> Iterator[bytes | int]:
+        """The volume's (or snapshot's) bytes in pieces of exactly `chunk_size` (the last
+        one shorter); a piece known to be all zeros may be given as its length (an int),
+        so backups of sparse volumes skip reading holes. This default reads everything."""
+        data = self.read_snapshot(snapshot_id) if snapshot_id else self.read_volume(volume_id)
+        buf = bytearray()
+        for piece in data:
+            buf += piece
+            while len(buf) >= chunk_size:
+                yield bytes(buf[:chunk_size])
+                del buf[:chunk_size]
+        if buf:
+            yield bytes(buf)
+
     def open_volume(self, volume_id: str) -> BinaryIO:
         raise NotImplementedError
+
+    # -- manage / unmanage (admin adoption of storage the service does not know yet) --
+    def list_manageable(self) -> list[dict]:
+        """Volumes present in the backend: `[{"name": "volume-<id>", "size_bytes": N}]`."""
+        raise NotImplementedError
+
+    def manage_existing(self, volume_id: str, source_name: str) -> int:
+        """Adopt the backend volume `source_name` as `volume_id`; returns its size in GiB."""
+        raise NotImplementedError
+
+    def unmanage(self, volume_id: str) -> None:
+        """Forget the volume, keeping its data (it stays listed by `list_manageable`)."""
+        return None
 
     def volume_exists(self, volume_id: str) -> bool:
         raise NotImplementedError
