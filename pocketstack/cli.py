@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--public-url", help="base URL clients use, if not http://HOST:PORT "
                                          "(env POCKETSTACK_PUBLIC_URL)")
     up.add_argument("--workers", type=int, help="server processes (env POCKETSTACK_WORKERS, default 1)")
+    up.add_argument("--fake-hosts", type=int, help="simulated compute hosts of the fake virt driver "
+                    "(env POCKETSTACK_FAKE_HOSTS, default 1)")
 
     init = sub.add_parser("init", help="create or update the state dir without serving",
                           description="Create the schema, token keys, bootstrap data, catalog, "

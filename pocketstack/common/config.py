@@ -52,6 +52,22 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("trust", "max_redelegation_count"): "3",
     ("trust", "allow_redelegation"): "false",
     ("log", "level"): "INFO",
+    # compute hosts (the fake virt driver until a real one lands) and the scheduler
+    ("compute", "compute_driver"): "fake",
+    ("compute", "fake_hosts"): "1",
+    ("compute", "fake_host_vcpus"): "32",
+    ("compute", "fake_host_memory_mb"): "65536",
+    ("compute", "fake_host_disk_gb"): "1024",
+    ("compute", "fake_delay"): "0",
+    ("compute", "fake_fail_hosts"): "",
+    ("compute", "fake_fail_names"): "",
+    ("compute", "cpu_allocation_ratio"): "16.0",
+    ("compute", "ram_allocation_ratio"): "1.5",
+    ("compute", "disk_allocation_ratio"): "1.0",
+    ("compute", "service_down_time"): "60",
+    ("compute", "report_interval"): "10",
+    ("compute", "default_availability_zone"): "nova",
+    ("compute", "max_attempts"): "3",
 }
 
 # Options `pocketstack up` exposes as flags/env vars -> where they live in the file.
@@ -62,6 +78,7 @@ UP_OPTIONS = {
     "db_url": ("database", "connection"),
     "public_url": ("pocketstack", "public_url"),
     "workers": ("pocketstack", "workers"),
+    "fake_hosts": ("compute", "fake_hosts"),
 }
 
 

@@ -16,9 +16,16 @@ def _v21(root: str) -> dict:
             "updated": UPDATED, "links": [{"rel": "self", "href": f"{root}/v2.1/"}]}
 
 
+def _v20(root: str) -> dict:
+    """The legacy v2.0 API, listed first as Nova lists it (clients and Tempest expect it)."""
+    return {"id": "v2.0", "status": "SUPPORTED", "version": "", "min_version": "",
+            "updated": "2011-01-21T11:33:21Z", "links": [{"rel": "self", "href": f"{root}/v2/"}]}
+
+
 @api.route("/", "GET", inline=True)
 def list_versions(req):
-    return {"versions": [_v21(_root(req))]}
+    root = _root(req)
+    return {"versions": [_v20(root), _v21(root)]}
 
 
 @api.route("/v2.1", "GET", inline=True)
@@ -30,4 +37,16 @@ def show_version(req):
                      {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}]
     body["media-types"] = [{"base": "application/json",
                             "type": "application/vnd.openstack.compute+json;version=2.1"}]
+    return {"version": body}
+
+
+@api.route("/v2", "GET", inline=True)
+@api.route("/v2/", "GET", inline=True)
+def show_v20(req):
+    root = _root(req)
+    body = _v20(root)
+    body["links"] = [{"rel": "self", "href": f"{root}/v2/"},
+                     {"rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/"}]
+    body["media-types"] = [{"base": "application/json",
+                            "type": "application/vnd.openstack.compute+json;version=2"}]
     return {"version": body}

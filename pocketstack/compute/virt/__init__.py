@@ -1,0 +1,1 @@
+"""Virt drivers: what a compute host uses to run guests (the fake one today, QEMU/KVM next)."""
