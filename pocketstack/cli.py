@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
                        ("audit", "check every replica's checksum now and quarantine bad ones")):
         action = objsub.add_parser(name, help=text)
         _state_dir_arg(action)
+
+    img = sub.add_parser("image", help="image helpers (the pocketstack-tiny test image)")
+    imgsub = img.add_subparsers(dest="image_command", metavar="ACTION")
+    tiny = imgsub.add_parser("build-tiny", help="build pocketstack-tiny from Debian packages (cached) and "
+                                                "register it as a public image",
+                             description="Build the CirrOS-like test image (docs/compute-qemu.md), cached under "
+                                         "~/.cache/pocketstack, then upload it as the public image "
+                                         "'pocketstack-tiny' into the state dir's cloud (kept if already there).")
+    _state_dir_arg(tiny)
+    tiny.add_argument("--no-register", action="store_true", help="only build, print the image file")
+    tiny.add_argument("--force", action="store_true", help="rebuild even when a cached build exists")
     return parser
 
 
@@ -342,8 +353,26 @@ def cmd_object(args, parser) -> int:
     return 0
 
 
+def cmd_image(args, parser) -> int:
+    from pocketstack.compute import tinyimage
+
+    if getattr(args, "image_command", None) != "build-tiny":
+        return _usage(parser, "image")
+    try:
+        path = tinyimage.build(force=args.force)
+    except tinyimage.BuildError as exc:
+        raise UserError(str(exc)) from None
+    print(f"image file: {path}")
+    if args.no_register:
+        return 0
+    _server, _rt = _runtime(_load(args))
+    image = tinyimage.register(path)
+    print(f"image {image['name']}: {image['id']} ({image['status']}, {image['visibility']})")
+    return 0
+
+
 COMMANDS = {"up": cmd_up, "init": cmd_init, "db": cmd_db, "token-keys": cmd_token_keys, "config": cmd_config,
-            "ring": cmd_ring, "object": cmd_object}
+            "ring": cmd_ring, "object": cmd_object, "image": cmd_image}
 
 if __name__ == "__main__":
     sys.exit(main())

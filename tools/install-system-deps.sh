@@ -9,18 +9,39 @@
 #   qemu-img  (qemu-utils)  the Image service's format-inspector tests build real
 #                           qcow2/vmdk/vhd/vhdx/vdi images with it
 #   xorriso   (xorriso)     builds ISO 9660 images for the same tests
+#   lvcreate  (lvm2)        the Block Storage `lvm` backend and its loop-device test
+#   qemu-system-x86_64 (qemu-system-x86)  runs real instances (the QEMU virt driver)
+#   busybox-static, dropbear-bin, syslinux (+ syslinux-common's mbr.bin), mtools,
+#   dosfstools (mkfs.vfat): build the pocketstack-tiny test image
+#                           (pocketstack/compute/tinyimage.py, docs/compute-qemu.md);
+#                           the kernel itself is fetched by the build with apt-get download
+#   ip (iproute2), dnsmasq (dnsmasq-base), iptables: the `linuxbridge` network backend
+#                           (bridges, namespaces, DHCP, NAT; docs/network-dataplane.md); its
+#                           tests use busybox's udhcpc as the instances' DHCP client
 set -euo pipefail
 
 # command -> Debian package
 declare -A PACKAGES=(
     [qemu-img]=qemu-utils
     [xorriso]=xorriso
+    [lvcreate]=lvm2
+    [qemu-system-x86_64]=qemu-system-x86
+    [busybox]=busybox-static
+    [dropbear]=dropbear-bin
+    [syslinux]=syslinux
+    [mcopy]=mtools
+    [mkfs.vfat]=dosfstools
+    [ip]=iproute2
+    [dnsmasq]=dnsmasq-base
+    [iptables]=iptables
 )
 
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGES[$cmd]}")
+    command -v "$cmd" >/dev/null 2>&1 || PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 \
+        || missing+=("${PACKAGES[$cmd]}")
 done
+[ -e /usr/lib/syslinux/mbr/mbr.bin ] || missing+=(syslinux-common)
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-system-deps: nothing to do"
