@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, help="server processes (env POCKETSTACK_WORKERS, default 1)")
     up.add_argument("--fake-hosts", type=int, help="simulated compute hosts of the fake virt driver "
                     "(env POCKETSTACK_FAKE_HOSTS, default 1)")
+    up.add_argument("--network-backend", choices=("noop", "linuxbridge"),
+                    help="network dataplane: noop, or linuxbridge (needs root; bridges, DHCP, NAT) "
+                         "(env POCKETSTACK_NETWORK_BACKEND, default noop)")
 
     init = sub.add_parser("init", help="create or update the state dir without serving",
                           description="Create the schema, token keys, bootstrap data, catalog, "

@@ -27,7 +27,7 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("pocketstack", "region"): "RegionOne",
     ("pocketstack", "public_url"): "",
     ("pocketstack", "workers"): "1",
-    ("pocketstack", "enabled_services"): "identity,image,object,compute,network",
+    ("pocketstack", "enabled_services"): "identity,image,object,compute,network,volume",
     ("database", "connection"): "",
     ("DEFAULT", "admin_token"): "",
     ("DEFAULT", "max_request_body_size"): "114688",
@@ -68,6 +68,13 @@ DEFAULTS: dict[tuple[str, str], str] = {
     ("compute", "report_interval"): "10",
     ("compute", "default_availability_zone"): "nova",
     ("compute", "max_attempts"): "3",
+    # the network dataplane (docs/network-dataplane.md): noop or linuxbridge (root)
+    ("network", "backend"): "noop",
+    ("linux_bridge", "physical_interface_mappings"): "",
+    ("linux_bridge", "run_dir"): "/run/pocketstack-network",
+    ("linux_bridge", "dhcp_lease_duration"): "86400",
+    ("vxlan", "local_ip"): "",
+    ("vxlan", "vxlan_group"): "224.0.0.1",
 }
 
 # Options `pocketstack up` exposes as flags/env vars -> where they live in the file.
@@ -79,6 +86,7 @@ UP_OPTIONS = {
     "public_url": ("pocketstack", "public_url"),
     "workers": ("pocketstack", "workers"),
     "fake_hosts": ("compute", "fake_hosts"),
+    "network_backend": ("network", "backend"),
 }
 
 

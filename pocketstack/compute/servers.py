@@ -825,6 +825,12 @@ def _after_delete(ctx, instance_uuid: str) -> None:
     except Exception:  # noqa: BLE001
         log.exception("removing %s from its server group failed", instance_uuid)
     _deallocate_network(ctx, instance_uuid)
+    try:
+        from pocketstack.compute import volumes as compute_volumes
+
+        compute_volumes.detach_all(ctx, instance_uuid)
+    except Exception:  # noqa: BLE001 - volumes left attached show in the volume service; admins reset them
+        log.exception("detaching the volumes of %s failed", instance_uuid)
     emit("compute.instance.delete.end", {"instance_id": instance_uuid}, context=ctx)
 
 

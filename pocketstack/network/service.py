@@ -33,3 +33,15 @@ def setup(rt: Runtime) -> None:
     # quota resources and the port-delete hooks of the L3 / security group modules, also when
     # only the Python interface is used (no API app built)
     from pocketstack.network import floating_ips, rbac, routers, security_groups  # noqa: F401
+    # the dataplane backend ([network] backend: noop, linuxbridge; docs/network-dataplane.md)
+    from pocketstack.common.config import ConfigError
+    from pocketstack.network import backends
+
+    try:
+        if rt.config.get("network", "backend").strip().lower() not in ("", "noop") and \
+                rt.config.getint("pocketstack", "workers") > 1:
+            raise backends.BackendError("[network] backend = linuxbridge runs in one server process: "
+                                        "use workers = 1")
+        backends.configure(rt)
+    except backends.BackendError as exc:
+        raise ConfigError(str(exc)) from None

@@ -32,6 +32,8 @@ STATUSES = ("creating", "available", "reserved", "attaching", "detaching", "in-u
             "awaiting-transfer", "error", "error_deleting", "backing-up", "restoring-backup", "error_backing-up",
             "error_restoring", "error_extending", "downloading", "uploading", "retyping", "extending")
 MAX_META_KEY = MAX_META_VALUE = 255
+UPLOAD_FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhd", "vhdx")
+QEMU_FORMATS = {"qcow2": "qcow2", "vmdk": "vmdk", "vdi": "vdi", "vhd": "vpc", "vhdx": "vhdx"}
 
 
 class InvalidVolume(ApiError):
@@ -704,8 +706,9 @@ def upload_to_image(ctx, volume_id: str, body: dict) -> dict:
 
     force = bool_param(force, "force")
     disk_format = body.get("disk_format", "raw")
-    if disk_format != "raw":
-        raise BadRequest(f"Invalid disk-format '{disk_format}' is specified. Allowed disk-formats are raw.")
+    if disk_format not in UPLOAD_FORMATS:
+        raise BadRequest(f"Invalid disk-format '{disk_format}' is specified. Allowed disk-formats are "
+                         f"{', '.join(UPLOAD_FORMATS)}.")
     container_format = body.get("container_format", "bare")
     visibility = body.get("visibility", "private")
     if visibility not in ("private", "public", "shared", "community"):
@@ -732,17 +735,50 @@ def upload_to_image(ctx, volume_id: str, body: dict) -> dict:
     except ApiError:
         set_status(volume_id, previous)
         raise
-    current().tasks.submit("volume.upload", _upload, volume_id, image["id"], previous, ctx)
+    current().tasks.submit("volume.upload", _upload, volume_id, image["id"], previous, ctx, disk_format)
     return {"id": vol.id, "updated_at": utcnow(), "status": "uploading", "display_description": vol.description,
             "size": size, "volume_type": None, "image_id": image["id"], "container_format": container_format,
             "disk_format": disk_format, "image_name": name, "protected": protected, "visibility": visibility}
 
 
-def _upload(volume_id: str, image_id: str, previous: str, ctx) -> None:
+def _upload(volume_id: str, image_id: str, previous: str, ctx, disk_format: str = "raw") -> None:
     from pocketstack.image import core as image_core
 
     try:
-        image_core.upload_image(None, image_id, manager.backend().read_volume(volume_id))
+        if disk_format == "raw":
+            image_core.upload_image(None, image_id, manager.backend().read_volume(volume_id))
+        else:
+            _upload_converted(volume_id, image_id, disk_format)
     except Exception:
         log.exception("uploading volume %s to image %s failed", volume_id, image_id)
     set_status(volume_id, previous)
+
+
+def _upload_converted(volume_id: str, image_id: str, disk_format: str) -> None:
+    """Non-raw uploads: `qemu-img convert` of the volume's bytes into a temporary file in
+    the requested format, streamed into the image service."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    from pocketstack.image import core as image_core
+
+    if not shutil.which("qemu-img"):
+        raise BackendError(f"qemu-img is needed to upload a volume as {disk_format}")
+    be = manager.backend()
+    workdir = getattr(be, "root", None)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix=".upload-") as tmp:
+        src = f"{tmp}/volume.raw"
+        with open(src, "wb") as fh:
+            for chunk in be.read_volume(volume_id):
+                fh.write(chunk)
+        dst = f"{tmp}/image.{disk_format}"
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", QEMU_FORMATS[disk_format], src, dst],
+                       check=True, capture_output=True)
+
+        def chunks():
+            with open(dst, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    yield block
+
+        image_core.upload_image(None, image_id, chunks())

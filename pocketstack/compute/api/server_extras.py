@@ -13,6 +13,7 @@ from starlette.responses import Response
 from pocketstack.common.errors import ApiError, BadRequest, Conflict, NotFound
 from pocketstack.common.events import emit
 from pocketstack.compute import instance_actions, rpc
+from pocketstack.compute import volumes as compute_volumes
 from pocketstack.compute import servers as sv
 from pocketstack.compute.api.common import api, at_least, session
 from pocketstack.compute.api.servers import _bad, _metadata, addresses, base, fmt_usec
@@ -297,32 +298,57 @@ def attach_volume(req):
     volume_id = body.get("volumeId")
     if not isinstance(volume_id, str) or not volume_id:
         raise BadRequest("Invalid input for field/attribute volumeId. 'volumeId' is a required property")
+    allowed = {"volumeId", "device"} | ({"tag"} if at_least(req, "2.49") else set()) | \
+        ({"delete_on_termination"} if at_least(req, "2.79") else set())
+    extra = set(body) - allowed
+    if extra:
+        raise BadRequest(f"Additional properties are not allowed ({', '.join(sorted(extra))} was unexpected)")
+    dot = body.get("delete_on_termination", False)
+    if not isinstance(dot, bool):
+        raise BadRequest("Invalid input for field/attribute delete_on_termination: it must be a boolean.")
     ctx = req.context
     with session() as sess:
         inst = sv.load(sess, ctx, req.path_params["server_id"], "os_compute_api:os-volumes-attachments:create")
         sv.check_lock(ctx, inst)
         sv.check_state(inst, "attach_volume", [sv.ACTIVE, sv.PAUSED, sv.STOPPED, sv.RESIZED, sv.SOFT_DELETED,
                                                sv.SHELVED, sv.OFFLOADED], None)
-    # No block storage service yet: every volume id is unknown, as Nova answers for one Cinder lacks.
-    raise NotFound(f"Volume {volume_id} could not be found.")
+    bdm = compute_volumes.attach(ctx, inst, volume_id, device=body.get("device"), tag=body.get("tag"),
+                                 delete_on_termination=dot)
+    emit("compute.instance.volume.attach", {"instance_id": inst.uuid, "volume_id": volume_id}, context=ctx)
+    return {"volumeAttachment": _volume_attachment(req, bdm)}
 
 
 @api.route("/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", "PUT")
 def update_volume_attachment(req):
     inst = sv.get(req.context, req.path_params["server_id"], "os_compute_api:os-volumes-attachments:update")
-    raise NotFound(f"Volume {req.path_params['volume_id']} could not be found.")
+    body = req.json_object("volumeAttachment")
+    volume_id = req.path_params["volume_id"]
+    with session() as sess:
+        b = sess.scalars(select(BlockDeviceMapping).where(
+            BlockDeviceMapping.instance_uuid == inst.uuid, BlockDeviceMapping.volume_id == volume_id)).first()
+        if b is None:
+            raise NotFound(f"Volume {volume_id} is not attached to server {inst.uuid}.")
+        if body.get("volumeId") not in (None, volume_id):
+            raise BadRequest("Swapping volumes is not supported by this cloud's volume service.")
+        if "delete_on_termination" in body and at_least(req, "2.85"):
+            if not isinstance(body["delete_on_termination"], bool):
+                raise BadRequest("Invalid input for field/attribute delete_on_termination.")
+            b.delete_on_termination = body["delete_on_termination"]
+    return _no_content()
 
 
 @api.route("/v2.1/servers/{server_id}/os-volume_attachments/{volume_id}", "DELETE")
 def detach_volume(req):
-    inst = sv.get(req.context, req.path_params["server_id"], "os_compute_api:os-volumes-attachments:delete")
+    ctx = req.context
     with session() as sess:
-        b = sess.scalars(select(BlockDeviceMapping).where(
-            BlockDeviceMapping.instance_uuid == inst.uuid,
-            BlockDeviceMapping.volume_id == req.path_params["volume_id"])).first()
-    if b is None:
-        raise NotFound(f"Volume {req.path_params['volume_id']} could not be found.")
-    raise Conflict("Detaching volumes requires the block storage service.")
+        inst = sv.load(sess, ctx, req.path_params["server_id"], "os_compute_api:os-volumes-attachments:delete")
+        sv.check_lock(ctx, inst)
+        sv.check_state(inst, "detach_volume", [sv.ACTIVE, sv.PAUSED, sv.STOPPED, sv.RESIZED, sv.SOFT_DELETED,
+                                               sv.SHELVED, sv.OFFLOADED], None)
+    compute_volumes.detach(ctx, inst, req.path_params["volume_id"])
+    emit("compute.instance.volume.detach", {"instance_id": inst.uuid, "volume_id": req.path_params["volume_id"]},
+         context=ctx)
+    return 202, None
 
 
 # ---------------------------------------------------------------------------- instance actions

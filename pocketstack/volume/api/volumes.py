@@ -16,6 +16,9 @@ def render(sess, req, vol: m.Volume, *, meta=None, image_meta=None, atts=None, t
     extension attributes (tenant, host, migration status, image metadata)."""
     ctx = req.context
     meta = volumes.metadata_of(sess, [vol.id])[vol.id] if meta is None else meta
+    # Cinder shows the admin flags `readonly` / `attached_mode` among the metadata.
+    admin_meta = volumes.admin_metadata_of(sess, vol.id)
+    meta = {**meta, **{k: v for k, v in admin_meta.items() if k in ("readonly", "attached_mode")}}
     image_meta = volumes.image_metadata_of(sess, [vol.id]).get(vol.id) if image_meta is None else image_meta
     atts = volumes.attachments_of(sess, [vol.id])[vol.id] if atts is None else atts
     if type_names is None:
