@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PIP     = $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: up test tempest tempest-identity bench bench-image bench-compute bench-object bench-volume setup clean
+.PHONY: up test tempest tempest-identity bench bench-image bench-compute bench-network bench-object bench-volume setup clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-image: $(STAMP)
 # Compute with the fake driver: boot latency, 100 concurrent boots, boot-and-delete, 10,000-server listing.
 bench-compute: $(STAMP)
 	$(BIN)/python bench/compute.py $(ARGS)
+
+# Networking: port create latency / 16-client throughput and a 10,000-port listing (ARGS=--quick).
+bench-network: $(STAMP)
+	$(BIN)/python bench/network.py $(ARGS)
 
 # Object storage: 4 KiB / 16 MiB PUT+GET and a 10,000-object listing vs upstream Swift (ARGS=--quick).
 bench-object: $(STAMP)

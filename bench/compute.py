@@ -29,13 +29,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,87 +39,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+from common import REPO, Cloud, loadavg, log, pct, write_section
 
-REPO = Path(__file__).resolve().parents[1]
-PASSWORD = "secret"
 SECTION = "## Compute (fake driver): boot latency, burst boots, boot-and-delete, listing"
 MV = {"OpenStack-API-Version": "compute 2.37"}
-_local = threading.local()
-
-
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-class Cloud:
-    def __init__(self, work: Path, exe: str, hosts: int):
-        self.dir = work / "state"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = work / "pocketstack.log"
-        settings = [("compute", "fake_hosts", str(hosts)), ("compute", "fake_host_vcpus", "100000"),
-                    ("compute", "fake_host_memory_mb", str(1 << 30)), ("compute", "fake_host_disk_gb", str(1 << 24)),
-                    ("identity", "password_hash_rounds", "4")]
-        for section, key, value in settings:
-            subprocess.run([exe, "config", "set", "--state-dir", str(self.dir), section, key, value],
-                           check=True, stdout=subprocess.DEVNULL)
-        with open(self.log, "ab") as out:
-            p = subprocess.Popen([exe, "up", "--state-dir", str(self.dir), "--port", str(self.port),
-                                  "--admin-password", PASSWORD], stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        self.pid = p.pid
-        self.proc = p
-        self.token, self.project_id = self._token()
-        self.compute = f"{self.url}/compute/v2.1"
-
-    def _token(self, timeout: float = 120) -> tuple[str, str]:
-        body = {"auth": {"identity": {"methods": ["password"], "password": {
-            "user": {"name": "admin", "domain": {"name": "Default"}, "password": PASSWORD}}},
-            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            try:
-                r = httpx.post(self.url + "/v3/auth/tokens", json=body, timeout=10)
-                if r.status_code == 201:
-                    return r.headers["X-Subject-Token"], r.json()["token"]["project"]["id"]
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pocketstack up exited; see {self.log}")
-            time.sleep(0.1)
-        raise RuntimeError(f"no token from {self.url} within {timeout}s")
-
-    def client(self) -> httpx.Client:
-        c = getattr(_local, "client", None)
-        if c is None or getattr(_local, "owner", None) is not self:
-            c = httpx.Client(headers={"X-Auth-Token": self.token, **MV}, timeout=120)
-            _local.client, _local.owner = c, self
-        return c
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.pid, signal.SIGKILL)
-                self.proc.wait(5)
 
 
 # ---------------------------------------------------------------------------- operations
@@ -284,7 +203,9 @@ def main() -> int:
         for rnd in range(1, a.rounds + 1):
             work = Path(tmp) / f"r{rnd}"
             work.mkdir()
-            cloud = Cloud(work, exe, a.hosts)
+            cloud = Cloud(work, exe, headers=MV, settings=[
+                ("compute", "fake_hosts", str(a.hosts)), ("compute", "fake_host_vcpus", "100000"),
+                ("compute", "fake_host_memory_mb", str(1 << 30)), ("compute", "fake_host_disk_gb", str(1 << 24))])
             try:
                 image = image_id(cloud)
                 lat = boot_latency(cloud, image, a.latency_servers)
@@ -349,14 +270,7 @@ There is no upstream side here: the issue's targets are absolute.
 **Load average** (1/5/15 min) at start and after each round: {' -> '.join(loads)}. Rerun:
 `make bench-compute` (`ARGS=--quick` for a short run).
 """
-    doc = a.doc.read_text() if a.doc.exists() else ""
-    start = doc.find(SECTION)
-    if start >= 0:
-        nxt = doc.find("\n## ", start + len(SECTION))
-        doc = doc[:start] + text + ("\n" + doc[nxt + 1:] if nxt >= 0 else "")
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    a.doc.write_text(doc)
+    write_section(a.doc, SECTION, text)
 
 
 if __name__ == "__main__":

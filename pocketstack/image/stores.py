@@ -313,7 +313,14 @@ def _filesystem_store(cfg, store_id: str, section: str) -> FilesystemStore:
                            cfg.get(section, "store_description", default="") or None)
 
 
-# store type -> factory(config, store id, config section); the object store registers "swift".
+def _swift_store(cfg, store_id: str, section: str) -> Store:
+    from pocketstack.image.swift_store import swift_store
+
+    return swift_store(cfg, store_id, section)
+
+
+# store type -> factory(config, store id, config section)
 STORE_TYPES: dict[str, Callable[..., Store]] = {
     "file": _filesystem_store,
+    "swift": _swift_store,  # Glance-on-Swift: the object service (swift_store.py)
 }

@@ -89,3 +89,51 @@ def test_private_network_user_port_and_interfaces(cloud, image, provider):
     kept = api.get(f"/ports/{mine['id']}", expect=200).json()["port"]
     assert kept["device_id"] == "" and kept["status"] == "DOWN"
     assert kept["fixed_ips"][0]["ip_address"] == "172.16.1.50"
+
+
+def test_per_tenant_router_floating_ip_and_security_group_on_a_server(cloud, image, provider):
+    """The guide's per-tenant router case: ext-net (external), a project network behind the
+    project's router with its gateway on ext-net, a server on it, a floating IP associated
+    with its port and shown in the server's addresses, a security group added to the server
+    landing on its port, and everything released when the server goes."""
+    admin = NeutronHTTP(cloud, cloud.token())
+    cloud.openstack("network", "create", "--external", "--provider-physical-network", "extnet",
+                    "--provider-network-type", "flat", "ext-net")
+    cloud.openstack("subnet", "create", "--network", "ext-net", "--subnet-range", "192.168.1.0/24",
+                    "--allocation-pool", "start=192.168.1.100,end=192.168.1.200", "--gateway", "192.168.1.1",
+                    "--no-dhcp", "ext-subnet")
+    demo = new_project(cloud)
+    env = demo["env"]
+    cloud.openstack("network", "create", "demo-net", env=env)
+    cloud.openstack("subnet", "create", "--network", "demo-net", "--subnet-range", "10.5.5.0/24",
+                    "--gateway", "10.5.5.1", "demo-subnet", env=env)
+    cloud.openstack("router", "create", "demo-router", env=env)
+    cloud.openstack("router", "add", "subnet", "demo-router", "demo-subnet", env=env)
+    cloud.openstack("router", "set", "--external-gateway", "ext-net", "demo-router", env=env)
+    server = cloud.os_json("server", "create", "--flavor", "m1.tiny", "--image", image, "--network", "demo-net",
+                           "--wait", "vm-fip", env=env)
+    fip = cloud.os_json("floating", "ip", "create", "ext-net", env=env)
+    assert fip["floating_ip_address"].startswith("192.168.1.")
+    cloud.openstack("server", "add", "floating", "ip", "vm-fip", fip["floating_ip_address"], env=env)
+    raw = NeutronHTTP(cloud, demo["token"])
+    shown = cloud.token(demo["user"], demo["password"], demo["name"])
+    import httpx
+
+    nova = httpx.get(f"{cloud.url}/compute/v2.1/servers/{server['id']}", headers={"X-Auth-Token": shown}).json()
+    addrs = nova["server"]["addresses"]["demo-net"]
+    kinds = {a["OS-EXT-IPS:type"]: a["addr"] for a in addrs}
+    assert kinds["floating"] == fip["floating_ip_address"] and kinds["fixed"].startswith("10.5.5.")
+    assert all(a["OS-EXT-IPS-MAC:mac_addr"].startswith("fa:16:3e") for a in addrs)
+    assoc = raw.get(f"/floatingips/{fip['id']}", expect=200).json()["floatingip"]
+    assert assoc["status"] == "ACTIVE" and assoc["fixed_ip_address"] == kinds["fixed"]
+    # a security group added to the server lands on its port
+    cloud.openstack("security", "group", "create", "web", env=env)
+    cloud.openstack("server", "add", "security", "group", "vm-fip", "web", env=env)
+    port = _ports(admin, server["id"])[0]
+    names = {raw.get(f"/security-groups/{g}", expect=200).json()["security_group"]["name"]
+             for g in port["security_groups"]}
+    assert names == {"default", "web"}
+    cloud.openstack("server", "delete", "--wait", "vm-fip", env=env)
+    assert _ports(admin, server["id"]) == []
+    released = raw.get(f"/floatingips/{fip['id']}", expect=200).json()["floatingip"]
+    assert released["port_id"] is None and released["status"] == "DOWN"
