@@ -7,6 +7,7 @@ run the real `openstack` CLI and openstacksdk against it.
 from __future__ import annotations
 
 import json
+import re
 import os
 import secrets
 import socket
@@ -199,3 +200,41 @@ def pg_cloud(tmp_path_factory):
 @pytest.fixture
 def unique():
     return lambda prefix="t": f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# ---------------------------------------------------------------------------- interop (tests/interop)
+# Tempest's interop (RefStack) lists of guideline 2022.11, one test module per service:
+# `tools/tempest.py` installs Tempest 47.0.0 in `.tempest/venv` once, starts its own cloud
+# (security compliance on; the object run's cloud has only identity and object) and runs
+# `../shared/interop/platform-required-<service>.txt`; every listed test must pass.
+INTEROP = Path(__file__).resolve().parent.parent.parent / "shared" / "interop"
+
+
+@pytest.fixture
+def interop(tmp_path):
+    """`interop("compute")` runs that service's list and asserts every test passed."""
+
+    def run(service: str, timeout: float = 1800, allowed_skips: int = 0, skip_reason: str = "") -> None:
+        """`allowed_skips` tests may skip, each with `skip_reason` in Tempest's reason (compute's
+        two SSH validation tests while instances are simulated); every other one must pass."""
+        interop_list = INTEROP / f"platform-required-{service}.txt"
+        if not interop_list.is_file():
+            if os.environ.get("CI"):
+                pytest.fail(f"interop list missing: {interop_list}")
+            pytest.skip(f"no interop list at {interop_list}")
+        want = sum(1 for line in interop_list.read_text().splitlines()
+                   if line.strip() and not line.startswith("#"))
+        res = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve().parent.parent / "tools" / "tempest.py"), str(interop_list),
+             "--workspace", str(tmp_path / "ws"), "--concurrency", "2"],
+            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=timeout)
+        output = res.stdout + res.stderr
+        summary = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", res.stdout, re.M)
+        assert summary, f"no summary line from tools/tempest.py (exit {res.returncode}):\n{output[-6000:]}"
+        passed, failed, skipped = map(int, summary.groups())
+        assert failed == 0 and skipped <= allowed_skips and passed + skipped == want, output[-8000:]
+        skips = [line for line in output.splitlines() if line.startswith("SKIPPED: ")]
+        assert all(skip_reason and skip_reason in line for line in skips), output[-8000:]
+        assert res.returncode == 0 or (skipped and not failed), output[-8000:]
+
+    return run
