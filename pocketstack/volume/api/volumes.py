@@ -15,10 +15,7 @@ def render(sess, req, vol: m.Volume, *, meta=None, image_meta=None, atts=None, t
     """Cinder's volume view. `basic` is the create/update response, which (as upstream) has no
     extension attributes (tenant, host, migration status, image metadata)."""
     ctx = req.context
-    meta = volumes.metadata_of(sess, [vol.id])[vol.id] if meta is None else meta
-    # Cinder shows the admin flags `readonly` / `attached_mode` among the metadata.
-    admin_meta = volumes.admin_metadata_of(sess, vol.id)
-    meta = {**meta, **{k: v for k, v in admin_meta.items() if k in ("readonly", "attached_mode")}}
+    meta = volumes.shown_metadata_of(sess, [vol.id])[vol.id] if meta is None else meta
     image_meta = volumes.image_metadata_of(sess, [vol.id]).get(vol.id) if image_meta is None else image_meta
     atts = volumes.attachments_of(sess, [vol.id])[vol.id] if atts is None else atts
     if type_names is None:
@@ -67,7 +64,7 @@ def render(sess, req, vol: m.Volume, *, meta=None, image_meta=None, atts=None, t
 
 def render_many(sess, req, vols: list[m.Volume]) -> list[dict]:
     ids = [v.id for v in vols]
-    meta = volumes.metadata_of(sess, ids)
+    meta = volumes.shown_metadata_of(sess, ids)
     image_meta = volumes.image_metadata_of(sess, ids)
     atts = volumes.attachments_of(sess, ids)
     type_names = {t.id: t.name for t in sess.execute(select(m.VolumeType)).scalars()}
