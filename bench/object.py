@@ -3,6 +3,7 @@
 
     make bench-object                   # 3 rounds x 10 s cells, ~15 min, updates docs/benchmarks.md
     make bench-object ARGS=--quick      # 1 round, 4 s cells, 2,000-object listing (~4 min)
+    .venv/bin/python bench/object.py --no-upstream --cells put16m,get16m --no-doc   # pocketstack only
     .venv/bin/python bench/object.py --help
 
 Both servers are driven by the same client, the upstream anchors' `loadgen.py` (in
@@ -445,21 +446,22 @@ Memory: {mems}.
   cache, one fsynced file per replica, one SQLite transaction per listing replica); upstream
   goes proxy -> object server -> container server (three HTTP hops, eventlet) and validates
   tempauth tokens in memcached.
-- Large-object PUT is bounded by CPU: MD5 (which Swift's API requires for the ETag and which
-  cannot be split across cores: ~700-750 MB/s on one core here) plus the receive, the write
-  and the fsync cost both servers about the same server CPU per 16 MiB object (see the CPU/req
-  column), and the load generator needs ~0.9 ms of CPU per MB on the same 2 cores. The copy
-  baseline does none of the hashing and none of the HTTP, so 90 % of it is out of reach for
-  any implementation that keeps Swift's ETag on this machine. On a loaded machine pocketstack's
-  2 processes get a smaller share of the cores than upstream's 8+ (proxy, object, container
-  and account servers with 2 workers each) for the same work. Pipelining the receive with the
-  hash+write in a second thread was tried and did not help.
-- Large-object GET streams 1 MiB reads. Each replica's MD5 is checked before a GET answers,
-  once per process and file (files are immutable once committed; an in-place change alters
-  their stat and forces a new check; the auditor re-reads everything regardless), so a hot
-  object costs ~0.5 ms of CPU per MB (~1.1 with 8 clients on 2 shared cores); the load
-  generator's receive costs about as much on the same cores, which is what keeps GET below the
-  copy baseline. Upstream hashes every whole-object read as it streams.
+- Large-object PUT is bounded by CPU: per 16 MiB object the server spends ~40 ms of CPU
+  (`time` of the process, 1 or 8 clients): MD5 ~19 ms (OpenSSL; Swift's ETag needs it and it
+  cannot be split across cores: ~850 MB/s on one core here), the kernel ~14 ms (socket
+  receive, page-cache write, fsync writeback), uvicorn (httptools + uvloop) and Python ~6 ms.
+  The body is taken as the network chunks (no joining copy), 4 MiB per hop to the worker
+  thread, the next piece is received while the worker hashes (GIL released) and writes this
+  one, and writeback is started every 4 MiB (`sync_file_range`), so the final fsync finds
+  little left. The copy baseline does none of the hashing and none of the HTTP; 90 % of it
+  (8 `cp` loops) is more than MD5 alone allows on this machine, whatever the server.
+- Large-object GET costs ~8 ms of CPU per 16 MiB (~0.5 ms per MB), mostly the kernel's two
+  copies (page cache -> process, process -> socket); a hot object is not re-hashed (each
+  replica's MD5 is checked once per process and file; an in-place change alters its stat and
+  forces a new check; the auditor re-reads everything). `sendfile` would save one copy, but
+  ASGI/uvicorn has no zero-copy path. The load generator's receive costs about as much on the
+  same 2 cores, which is what keeps GET near the copy baseline. Upstream hashes every
+  whole-object read as it streams.
 - The 3-replica column is pocketstack's default durability: every PUT writes and fsyncs three
   copies.
 
@@ -507,6 +509,10 @@ def main(argv=None) -> int:
     p.add_argument("--list-objects", type=int)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-3r", action="store_true", help="leave out the 3-replica pocketstack column")
+    p.add_argument("--no-upstream", action="store_true",
+                   help="pocketstack only (no Swift setup, no memcached needed; the table shows n/a for upstream)")
+    p.add_argument("--cells", help="comma-separated subset of " + ",".join(c[0] for c in CELLS)
+                   + " (e.g. put16m,get16m); with it the listing cells are skipped too")
     p.add_argument("--anchors")
     p.add_argument("--swift-venv", help="an installed upstream Swift venv to reuse")
     p.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"))
@@ -517,13 +523,18 @@ def main(argv=None) -> int:
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.duration = a.duration or (4 if a.quick else 10)
     a.list_objects = a.list_objects or (2000 if a.quick else 10000)
-    if not shutil.which("memcached"):
+    if a.cells:
+        wanted = set(a.cells.split(","))
+        CELLS[:] = [c for c in CELLS if c[0] in wanted]
+    if not shutil.which("memcached") and not a.no_upstream:
         raise SystemExit("memcached is not installed (apt-get install memcached): upstream's tempauth needs it")
     anchors = find_anchors(a.anchors)
     work = Path(tempfile.mkdtemp(prefix="bench-object-"))
     started = time.time()
     b = Bench(a, anchors)
-    servers = [Pocketstack(work, 1, a.workers), Swift(work, anchors, find_swift_venv(a.swift_venv))]
+    servers = [Pocketstack(work, 1, a.workers)]
+    if not a.no_upstream:
+        servers.append(Swift(work, anchors, find_swift_venv(a.swift_venv)))
     if not a.no_3r:
         servers.append(Pocketstack(work, 3, a.workers))
     log(f"work dir {work}; load {common.loadavg():.2f}")
@@ -531,7 +542,8 @@ def main(argv=None) -> int:
         for srv in servers:
             log(f"setting up {srv.name}")
             srv.setup()
-        versions = {"pocketstack": servers[0].version(), "upstream": servers[1].version()}
+        versions = {"pocketstack": servers[0].version(),
+                    "upstream": servers[1].version() if not a.no_upstream else "n/a"}
         for rnd in range(1, a.rounds + 1):
             order = servers[rnd - 1:] + servers[:rnd - 1]
             log(f"round {rnd}: {' -> '.join(s.name for s in order)}")
@@ -544,10 +556,12 @@ def main(argv=None) -> int:
                         b.mem.append({"server": srv.name, "when": "idle", **mem(srv)})
                     for key, mode, size, conc, extra in CELLS:
                         b.loadgen(srv, key, mode, size, conc, extra, rnd)
-                    if rnd == 1:
+                    if rnd == 1 and not a.cells:
                         b.fill(srv, a.list_objects)
+                    if rnd == 1:
                         b.mem.append({"server": srv.name, "when": "after load", **mem(srv)})
-                    b.list_once(srv, rnd)
+                    if not a.cells:
+                        b.list_once(srv, rnd)
                 finally:
                     srv.stop()
         ended = time.time()

@@ -11,12 +11,13 @@ pulls it from `req.stream` in large pieces, in constant memory.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import anyio.from_thread
 from starlette.applications import Starlette
@@ -159,13 +160,15 @@ class RequestStream:
 
     def __init__(self, request: Request, batch: int = 1 << 20):
         self._chunks = request.stream().__aiter__()
+        self._loop = asyncio.get_running_loop()  # made on the event loop, read from a worker thread
+        self._pending = None  # chunks(): the next piece, being received
         self._batch = batch
         self.done = False
         self.bytes_read = 0
 
-    async def _gather(self) -> bytes:
+    async def _gather_parts(self, batch: int) -> list[bytes]:
         parts, size = [], 0
-        while size < self._batch:
+        while size < batch:
             try:
                 chunk = await self._chunks.__anext__()
             except StopAsyncIteration:
@@ -174,14 +177,22 @@ class RequestStream:
             if chunk:
                 parts.append(chunk)
                 size += len(chunk)
+        return parts
+
+    async def _gather(self) -> bytes:
+        parts = await self._gather_parts(self._batch)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def read(self) -> bytes:
         """The next piece (b"" at the end). Raises starlette's ClientDisconnect when the
         client goes away mid-body. Call only from the handler's worker thread."""
-        if self.done:
+        if self._pending is not None:  # what chunks() had asked for before its consumer stopped
+            pending, self._pending = self._pending, None
+            data = b"".join(pending.result())
+        elif self.done:
             return b""
-        data = anyio.from_thread.run(self._gather)
+        else:
+            data = anyio.from_thread.run(self._gather)
         self.bytes_read += len(data)
         return data
 
@@ -191,6 +202,22 @@ class RequestStream:
             if not data:
                 return
             yield data
+
+    def chunks(self, batch: int | None = None) -> Iterator[bytes]:
+        """The body as the network delivered it (no joining copy), about `batch` bytes per
+        thread hop, for consumers that take pieces of any size (hash + write). The next piece
+        is received on the event loop while the consumer works on this one."""
+        batch = batch or self._batch
+        while self._pending is not None or not self.done:
+            if self._pending is None:
+                self._pending = asyncio.run_coroutine_threadsafe(self._gather_parts(batch), self._loop)
+            pending, self._pending = self._pending, None
+            parts = pending.result()
+            if not self.done:  # a consumer that stops early leaves it to read() / drain()
+                self._pending = asyncio.run_coroutine_threadsafe(self._gather_parts(batch), self._loop)
+            for part in parts:
+                self.bytes_read += len(part)
+                yield part
 
     def drain(self, limit: int) -> bool:
         """Read and drop what is left, up to `limit` bytes, so the client (still sending)

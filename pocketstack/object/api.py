@@ -23,7 +23,7 @@ from starlette.responses import Response, StreamingResponse
 
 from pocketstack.common.errors import ApiError
 from pocketstack.common.web import Api
-from pocketstack.object import capabilities
+from pocketstack.object import capabilities, ranges
 from pocketstack.object import storage as st
 
 MAX_FILE_SIZE = 5368709122
@@ -34,6 +34,7 @@ MAX_META_OVERALL = 4096
 MAX_OBJECT_NAME = 1024
 MAX_CONTAINER_NAME = 256
 LISTING_LIMIT = 10000
+PUT_BATCH = 4 << 20
 
 REASONS = {
     400: ("Bad Request", "The server could not comply with the request since it is either malformed or "
@@ -485,31 +486,28 @@ class _NotModified(Exception):
         self.headers = headers
 
 
-def parse_range(value: str, size: int) -> tuple[int, int] | None | str:
-    """(start, end exclusive) for a single satisfiable range; None to ignore; "416" when unsatisfiable."""
-    if not value.startswith("bytes=") or size == 0:
-        return None
-    specs = [s.strip() for s in value[6:].split(",")]
-    if len(specs) != 1:
-        return None  # multi-range: answered with the whole object (later: multipart/byteranges)
-    first, sep, last = specs[0].partition("-")
-    if not sep or (not first and not last):
-        return None
-    try:
-        if not first:
-            n = int(last)
-            if n == 0:
-                return "416"
-            return max(0, size - n), size
-        start = int(first)
-        end = int(last) + 1 if last else size
-    except ValueError:
-        return None
-    if end <= start and last:
-        return None
-    if start >= size:
-        return "416"
-    return start, min(end, size)
+def range_answer(req, headers: dict, size: int, etag: str, timestamp: str,
+                 read) -> tuple[int, list[tuple[int, int]], object]:
+    """Status, the [start, stop) spans read and a body factory of a GET/HEAD after `Range`
+    (ranges.py): 200 + the whole, 206 + one range, 206 + multipart/byteranges, or a 416 error.
+    `read(start, stop)` yields the bytes; `headers` gets Content-Length (and Content-Range, or
+    the multipart Content-Type)."""
+    selected = ranges.select(req, size, etag, timestamp)
+    if selected == []:
+        raise SwiftError(416, headers={"Content-Range": f"bytes */{size}", "X-Trans-Id": headers["X-Trans-Id"]})
+    if not selected:
+        headers["Content-Length"] = str(size)
+        return 200, [(0, size)], (lambda: read(0, size))
+    if len(selected) == 1:
+        start, stop = selected[0]
+        headers["Content-Range"] = ranges.content_range(start, stop, size)
+        headers["Content-Length"] = str(stop - start)
+        return 206, selected, (lambda: read(start, stop))
+    content_type, length, body = ranges.multipart(selected, headers.get("Content-Type") or "application/octet-stream",
+                                                  size, read)
+    headers["Content-Type"] = content_type
+    headers["Content-Length"] = str(length)
+    return 206, selected, (lambda: body)
 
 
 def object_endpoint(req, account: str, container: str, obj: str):
@@ -601,22 +599,12 @@ def get_object(req, account, container, obj):
         hdrs = {k: v for k, v in nm.headers.items() if k in ("Etag", "Last-Modified", "X-Timestamp", "X-Trans-Id")}
         hdrs["Content-Length"] = "0"
         return Response(status_code=304, headers=hdrs)
-    size = meta["size"]
-    start, end, status = 0, size, 200
-    rng = req.headers.get("range")
-    if rng:
-        parsed = parse_range(rng.replace(" ", ""), size)
-        if parsed == "416":
-            raise SwiftError(416, headers={"Content-Range": f"bytes */{size}", "X-Trans-Id": headers["X-Trans-Id"]})
-        if parsed:
-            start, end = parsed
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["Content-Length"] = str(end - start)
+    status, _, body = range_answer(req, headers, meta["size"], meta["etag"], meta["timestamp"],
+                                   lambda start, stop: store.iter_object(path, meta, start, stop))
     if req.method == "HEAD":
         return Response(status_code=status, headers=headers)
     # The stored Content-Type goes out as stored (no media_type: Starlette would add a charset).
-    return StreamingResponse(store.iter_object(path, meta, start, end), status_code=status, headers=headers)
+    return StreamingResponse(body(), status_code=status, headers=headers)
 
 
 def _split_copy_path(value: str, what: str) -> tuple[str, str]:
@@ -630,9 +618,12 @@ def _split_copy_path(value: str, what: str) -> tuple[str, str]:
 
 
 def _request_body(req):
+    """The body's network chunks as they came (no joining copy; the engine hashes and writes
+    pieces of any size), 4 MiB per hop from the event loop to this thread."""
     if not req.stream:
         return iter(())
-    return iter(req.stream)
+    chunks = getattr(req.stream, "chunks", None)  # FormPost / bulk sub-requests hand in plain iterators
+    return chunks(PUT_BATCH) if chunks is not None else iter(req.stream)
 
 
 def put_object(req, account, container, obj):
@@ -720,8 +711,13 @@ def copy_object(req, s_account, s_container, s_obj, d_account, d_container, d_ob
     content_type = req.headers.get("content-type") if (via_put or req.headers.get("content-type")) else None
     if via_put and req.headers.get("content-type") in (None, "", "application/octet-stream") and not fresh:
         content_type = None
-    result = store.put_object(d_account, d_container, d_obj, body,
-                              {"content_type": content_type or src["content_type"], "meta": meta})
+    metadata = {"content_type": content_type or src["content_type"], "meta": meta}
+    try:
+        result = store.put_object(d_account, d_container, d_obj, body, dict(metadata))
+    except st.SourceCorrupt:  # that source replica is quarantined now: once more, from the next one
+        src, path = store.head_object(s_account, s_container, s_obj)
+        body, _, _ = slo.copy_source(req, s_account, src, path)
+        result = store.put_object(d_account, d_container, d_obj, body, dict(metadata))
     features.object_written(d_account, d_container, d_obj, result)
     headers = base_headers()
     headers.update({"Etag": result["etag"], "Last-Modified": http_date(result["timestamp"]),

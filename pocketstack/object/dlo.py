@@ -165,26 +165,32 @@ def large_response(req, meta: dict, headers: dict, etag: str, total: int,
         hdrs = {k: v for k, v in nm.headers.items() if k in ("Etag", "Last-Modified", "X-Timestamp", "X-Trans-Id")}
         hdrs["Content-Length"] = "0"
         return Response(status_code=304, headers=hdrs)
-    start, end, status = 0, total, 200
-    rng = req.headers.get("range")
     if part is not None:
         start, end = part
-        status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
-    elif rng:
-        parsed = A.parse_range(rng.replace(" ", ""), total)
-        if parsed == "416":
-            raise A.SwiftError(416, headers={"Content-Range": f"bytes */{total}", "X-Trans-Id": headers["X-Trans-Id"]})
-        if parsed:
-            start, end = parsed
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
-    headers["Content-Length"] = str(end - start)
+        headers["Content-Length"] = str(end - start)
+        if req.method == "HEAD":
+            return Response(status_code=206, headers=headers)
+        stream = make_stream(start, end)
+        stream.prime()
+        return StreamingResponse(iter(stream), status_code=206, headers=headers)
+    # Whole, one range or several (multipart/byteranges): one segment stream per range. The
+    # first is opened (and checked: 409) before the status goes out; a later one that breaks
+    # cuts the body short, as upstream.
+    opened: dict[tuple[int, int], SegmentStream] = {}
+
+    def read(start, stop):
+        stream = opened.pop((start, stop), None)
+        if stream is None:
+            stream = make_stream(start, stop)
+            stream.prime()
+        return iter(stream)
+    status, spans, body = A.range_answer(req, headers, total, etag, meta["timestamp"], read)
     if req.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    stream = make_stream(start, end)
-    stream.prime()
-    return StreamingResponse(iter(stream), status_code=status, headers=headers)
+    first = opened[spans[0]] = make_stream(*spans[0])
+    first.prime()
+    return StreamingResponse(body(), status_code=status, headers=headers)
 
 
 # ---------------------------------------------------------------------------- DLO

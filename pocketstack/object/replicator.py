@@ -12,9 +12,11 @@ One pass (`replicate(storage)`, `pocketstack object replicate`) walks every devi
   primary (a handoff, e.g. after a ring change) is removed once every primary has the winner.
   Tombstones older than `[object] reclaim_age` (default a week, as upstream) are removed.
 - **Account databases** (`accounts/...`, the listings): each replica must exist and pass
-  `quick_check`; a corrupt one is quarantined. The healthy replica with the most writes (every
-  write bumps `PRAGMA user_version`, see `Storage._write`) is copied with SQLite's online backup
-  API onto missing, quarantined or lagging replicas (a missing one via a temp file + rename).
+  `quick_check`; a corrupt one is quarantined. Replicas whose row hashes differ are merged row
+  by row (listingdb.py: the newest version of each object / container / account row wins,
+  tombstones included, counts recomputed), so two replicas that each missed a different write
+  both end up with both. A missing or quarantined replica gets a copy of the merged one with
+  SQLite's online backup API (temp file + rename). Tombstone rows older than `reclaim_age` go.
 
 `Background` runs it in a daemon thread every `[object] replicator_interval` seconds (0 turns it
 off) and the auditor every `[object] auditor_interval` seconds. With `--workers N` every worker
@@ -36,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pocketstack.object import auditor
+from pocketstack.object import listingdb as ldb
 from pocketstack.object import storage as st
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,9 @@ class ReplicationStats:
     quarantined: int = 0
     databases: int = 0
     databases_restored: int = 0
+    databases_merged: int = 0
+    rows_merged: int = 0
+    rows_reclaimed: int = 0
     errors: int = 0
     seconds: float = 0.0
 
@@ -277,14 +283,6 @@ def _replicate_object(storage, stats, part, suffix, digest, holders, now, reclai
                 stats.handoffs_removed += 1
 
 
-def _user_version(path: Path) -> int:
-    conn = sqlite3.connect(path, timeout=30)
-    try:
-        return conn.execute("PRAGMA user_version").fetchone()[0]
-    finally:
-        conn.close()
-
-
 def _backup(src: Path, dest: Path) -> None:
     """Copy database `src` onto `dest` with SQLite's backup API (consistent, transactional)."""
     source = sqlite3.connect(src, timeout=30)
@@ -318,49 +316,86 @@ def _backup(src: Path, dest: Path) -> None:
         source.close()
 
 
-def replicate_databases(storage: st.Storage, stats: ReplicationStats, stop=None) -> None:
+def replicate_databases(storage: st.Storage, stats: ReplicationStats, reclaim_age: float = RECLAIM_AGE,
+                        stop=None) -> None:
     seen: set[tuple[int, str, str]] = set()
     for device in auditor.devices(storage):
         for part, d in auditor.hash_dirs(device, "accounts"):
             seen.add((part, d.parent.name, d.name))
+    cutoff = st.timestamp(time.time() - reclaim_age)
     for part, suffix, digest in sorted(seen):
         if stop is not None and stop.is_set():
             return
         stats.databases += 1
         paths = [d / f"{digest}.db" for d in _primary_dirs(storage, part, "accounts", suffix, digest)]
-        versions: dict[Path, int] = {}
-        for path in paths:
-            if not path.exists():
-                continue
-            if not auditor.db_healthy(path):
-                if path.exists() and st.quarantine(path) is not None:
-                    stats.quarantined += 1
-                continue
-            try:
-                versions[path] = _user_version(path)
-            except sqlite3.Error:
-                stats.errors += 1
-        if not versions:
-            if any(p.parent.exists() for p in paths):
-                log.error("replicate: account database %s has no healthy replica", digest)
+        try:
+            _sync_database(paths, stats, cutoff)
+        except (sqlite3.Error, OSError) as exc:
+            stats.errors += 1
+            log.warning("replicate: account database %s: %s", digest, exc)
+
+
+def _digest(path: Path) -> str | None:
+    conn = ldb.connect(path, False)  # migrates an old replica first
+    try:
+        return ldb.digest(conn)
+    finally:
+        conn.close()
+
+
+def _merge(target: Path, source: Path) -> int:
+    conn = ldb.connect(target, False)
+    try:
+        return ldb.merge(conn, source)
+    finally:
+        conn.close()
+
+
+def _sync_database(paths: list[Path], stats: ReplicationStats, cutoff: str) -> None:
+    """Merge the replicas of one account database row by row (newest row wins, tombstones
+    included), restore missing/quarantined ones from the merged copy, reclaim old tombstones."""
+    healthy = []
+    for path in paths:
+        if not path.exists():
             continue
-        best = max(versions, key=versions.get)
-        for path in paths:
-            if path in versions and versions[path] >= versions[best]:
-                continue
-            try:
-                _backup(best, path)
-                stats.databases_restored += 1
-            except (sqlite3.Error, OSError) as exc:
-                stats.errors += 1
-                log.warning("replicate: cannot restore %s from %s: %s", path, best, exc)
+        if not auditor.db_healthy(path):
+            if path.exists() and st.quarantine(path) is not None:
+                stats.quarantined += 1
+            continue
+        healthy.append(path)
+    if not healthy:
+        if any(p.parent.exists() for p in paths):
+            log.error("replicate: account database %s has no healthy replica", paths[0].name)
+        return
+    digests = {path: _digest(path) for path in healthy}
+    first = healthy[0]
+    if len(set(digests.values())) > 1:
+        # Everything into the first replica, then the first (now the union) into the others:
+        # upserts of newer rows, so writes landing meanwhile are never undone.
+        for other in healthy[1:]:
+            stats.rows_merged += _merge(first, other)
+        for other in healthy[1:]:
+            stats.rows_merged += _merge(other, first)
+            stats.databases_merged += 1
+    for path in paths:
+        if path not in digests:
+            _backup(first, path)
+            stats.databases_restored += 1
+    for path in paths:
+        conn = ldb.connect(path, False)
+        if conn is None:
+            continue
+        try:
+            stats.rows_reclaimed += ldb.reclaim(conn, cutoff)
+        finally:
+            conn.close()
 
 
 def replicate(storage: st.Storage, reclaim_age: float = RECLAIM_AGE, stop=None) -> ReplicationStats:
     """One full pass over objects and account databases."""
     stats = ReplicationStats()
     started = time.monotonic()
-    replicate_databases(storage, stats, stop)
+    replicate_databases(storage, stats, reclaim_age, stop)
     replicate_objects(storage, stats, reclaim_age, stop)
     stats.seconds = round(time.monotonic() - started, 3)
     return stats
@@ -399,7 +434,8 @@ class Background:
                             log.warning("audit: %s", self.last_audit.as_dict())
                     self.last_replication = replicate(self.storage, self.reclaim_age, self.stop)
                     s = self.last_replication
-                    if s.copied or s.tombstones_copied or s.databases_restored or s.quarantined or s.errors:
+                    if s.copied or s.tombstones_copied or s.databases_restored or s.databases_merged or \
+                            s.quarantined or s.errors:
                         log.info("replication: %s", s.as_dict())
             except Exception:  # keep the thread alive whatever one pass hits
                 log.exception("object replicator pass failed")

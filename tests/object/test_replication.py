@@ -374,3 +374,154 @@ def test_object_command_usage(cloud, tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 2 and "no object storage" in res.stderr
     assert not (tmp_path / "none" / "object").exists()
+
+
+# ---------------------------------------------------------------------------- listing databases: merges
+class _Aside:
+    """One listing replica out of the way (file and WAL renamed) while writes go on: that
+    replica misses them, the way a device that was down does."""
+
+    def __init__(self, db: Path):
+        self.files = [db.with_name(db.name + extra) for extra in ("", "-wal", "-shm")]
+
+    def __enter__(self):
+        for f in self.files:
+            if f.exists():
+                f.rename(f.with_name(f.name + ".aside"))
+
+    def __exit__(self, *exc):
+        for f in self.files:
+            aside = f.with_name(f.name + ".aside")
+            if aside.exists():
+                aside.rename(f)
+
+
+def _replica_state(db: Path, containers) -> dict:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        out = {"hash": conn.execute("SELECT hash FROM account_stat").fetchone()[0]}
+        for c in containers:
+            row = conn.execute("SELECT object_count, bytes_used, deleted FROM container WHERE name = ?", (c,)).fetchone()
+            live = conn.execute("SELECT name, size FROM object WHERE container = ? AND deleted = 0 ORDER BY name",
+                                (c,)).fetchall()
+            out[c] = (row, live)
+        return out
+    finally:
+        conn.close()
+
+
+def test_listing_replicas_that_missed_different_writes_are_merged(cloud, tmp_path):
+    tag = uuid.uuid4().hex[:6]
+    c, c2, dead = f"mrg-{tag}", f"mrg2-{tag}", f"mrgdead-{tag}"
+    upload(cloud, c, "keep", b"keep", tmp_path)
+    upload(cloud, c, "gone", b"gone!", tmp_path)
+    swift(cloud, "post", dead)
+    dbs = db_files(cloud)
+    with _Aside(dbs[0]):  # replica 0 misses X
+        upload(cloud, c, "X", b"x" * 10, tmp_path)
+    with _Aside(dbs[1]):  # replica 1 misses Y and a whole new container
+        upload(cloud, c, "Y", b"y" * 20, tmp_path)
+        upload(cloud, c2, "z", b"z" * 3, tmp_path)
+    with _Aside(dbs[2]):  # replica 2 misses a DELETE, a container DELETE and an overwrite
+        swift(cloud, "delete", c, "gone")
+        swift(cloud, "delete", dead)
+        upload(cloud, c, "keep", b"kept, longer", tmp_path)
+    swift(cloud, "post", c, "-H", "X-Container-Meta-Color: green")  # on all three
+    names = [_replica_state(db, [c, c2, dead]) for db in dbs]
+    assert len({repr(n[c][1]) for n in names}) == 3, names  # three different listings
+    assert len({n["hash"] for n in names}) == 3
+
+    stats = run_cmd(cloud, "replicate")
+    assert stats["databases_merged"] >= 2 and stats["rows_merged"] >= 6, stats
+    want = {c: (3, 12 + 10 + 20, 0), c2: (1, 3, 0)}
+    after = [_replica_state(db, [c, c2, dead]) for db in dbs]
+    for state in after:
+        assert state[c] == (want[c], [("X", 10), ("Y", 20), ("keep", 12)]), state
+        assert state[c2] == (want[c2], [("z", 3)]), state
+        assert state[dead][0][2] == 1 and state[dead][1] == []  # the container stays deleted
+    assert len({state["hash"] for state in after}) == 1
+    assert run_cmd(cloud, "replicate")["databases_merged"] == 0  # converged
+
+    # Every replica answers the same: read each one alone (the others aside).
+    for i, db in enumerate(dbs):
+        others = [_Aside(d) for j, d in enumerate(dbs) if j != i]
+        for o in others:
+            o.__enter__()
+        try:
+            assert swift(cloud, "list", c).stdout.split() == ["X", "Y", "keep"]
+            stat = swift(cloud, "stat", c).stdout
+            assert "Objects: 3" in stat and "Bytes: 42" in stat and "Color: green" in stat
+            assert dead not in swift(cloud, "list").stdout.split()
+        finally:
+            for o in others:
+                o.__exit__()
+    assert download(cloud, c, "keep", tmp_path) == b"kept, longer"
+    assert swift(cloud, "download", c, "gone", "-o", "-", check=False).returncode != 0
+
+
+def test_old_listing_databases_are_migrated(cloud, tmp_path):
+    """A v1 database (no tombstone columns) on every replica: opened, migrated, listed, merged."""
+    import sqlite3
+
+    from pocketstack.object import listingdb, storage as st
+
+    store = storage_of(cloud)
+    account = f"AUTH_v1{uuid.uuid4().hex[:8]}"
+    v1 = """CREATE TABLE account_stat (id INTEGER PRIMARY KEY CHECK (id = 1), created_at TEXT NOT NULL,
+                put_timestamp TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}');
+            CREATE TABLE container (name TEXT PRIMARY KEY, created_at TEXT NOT NULL, put_timestamp TEXT NOT NULL,
+                object_count INTEGER NOT NULL DEFAULT 0, bytes_used INTEGER NOT NULL DEFAULT 0,
+                metadata TEXT NOT NULL DEFAULT '{}') WITHOUT ROWID;
+            CREATE TABLE object (container TEXT NOT NULL, name TEXT NOT NULL, created_at TEXT NOT NULL,
+                size INTEGER NOT NULL, content_type TEXT NOT NULL, etag TEXT NOT NULL,
+                PRIMARY KEY (container, name)) WITHOUT ROWID;"""
+    paths = store._db_paths(account)
+    for i, path in enumerate(paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path)
+        conn.executescript(v1)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("INSERT INTO account_stat VALUES (1, '0000001700000.00000', '0000001700000.00000', '{}')")
+        names = ["a", "b"] if i != 1 else ["a"]  # replica 1 lagged behind before the upgrade
+        conn.execute("INSERT INTO container VALUES ('c', '0000001700000.00000', '0000001700000.00000', ?, ?, '{}')",
+                     (len(names), 3 * len(names)))
+        for n, name in enumerate(names):
+            conn.execute("INSERT INTO object VALUES ('c', ?, ?, 3, 'text/plain', 'e')",
+                         (name, f"00000017000{n + 1:02d}.00000"))
+        conn.commit()
+        conn.close()
+    assert [o["name"] for o in store.list_objects(account, "c", limit=100)] == ["a", "b"]
+    store._record_object(account, "c", "a", None, st.new_timestamp())  # a delete after the upgrade
+    for path in paths:
+        conn = listingdb.connect(path, False)
+        try:
+            assert conn.execute("PRAGMA application_id").fetchone()[0] == listingdb.SCHEMA_VERSION
+            assert listingdb.digest(conn) == listingdb.rehash(conn)  # the kept hash is the rows' hash
+        finally:
+            conn.close()
+    stats = run_cmd(cloud, "replicate")
+    assert stats["databases_merged"] >= 2, stats
+    for path in paths:
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("SELECT name, deleted FROM object ORDER BY name").fetchall() == [("a", 1), ("b", 0)]
+            assert conn.execute("SELECT object_count, bytes_used FROM container").fetchone() == (1, 3)
+        finally:
+            conn.close()
+    assert store.account_info(account)["object_count"] == 1
+
+
+def test_copies_never_spread_a_corrupt_replica(cloud, tmp_path):
+    """A 2 MiB object (bigger than what HEAD checks whole) whose first replica rotted: a COPY
+    reads the source while checking it, quarantines the bad replica and copies a good one."""
+    c, name = f"cp-{uuid.uuid4().hex[:6]}", "src.bin"
+    data = os.urandom(2 << 20)
+    upload(cloud, c, name, data, tmp_path)
+    files = replica_files(cloud, c, name)
+    flip_bytes(files[0], offset=len(data) - 100)
+    swift(cloud, "copy", "-d", f"/{c}/copy.bin", c, name)
+    assert download(cloud, c, "copy.bin", tmp_path) == data
+    assert not files[0].exists()  # moved to quarantine by the read that found it
+    assert download(cloud, c, name, tmp_path) == data
