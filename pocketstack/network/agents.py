@@ -1,17 +1,23 @@
 """Dataplane agents and availability zones, as Neutron reports them.
 
-The no-op dataplane does the work of a DHCP agent, an L3 agent and a metadata agent on
-this host, so `/v2.0/agents` lists those three (registered on first listing, alive while
-the service runs, as an agent's heartbeat would say). A real backend registers its own
-hosts' agents through `register(host, binary)`. One availability zone, `nova`, serves
-networks and routers.
+This process does the work of the configured dataplane's agents on this host, so it
+reports for them as upstream's agents do over RPC: the backend (`get_dataplane()`) names
+the agent set, `noop` a DHCP, an L3 and a metadata agent, `linuxbridge` also the Linux
+bridge (L2) agent, each with upstream's `agent_type`, `binary`, `topic` and
+`configurations` (the backend's `agent_configurations()` plus what the agent serves).
+Reports happen when agents are read and write the heartbeat at most every `[agent]
+report_interval` (30 s); an agent is alive while its last heartbeat is younger than
+`[DEFAULT] agent_down_time` (75 s), so the agents of a backend no longer configured (or of
+another host) go dead as upstream's do, until an admin deletes them. One availability
+zone, `nova`, serves networks and routers.
 """
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from pocketstack.common.db import utcnow
@@ -20,15 +26,18 @@ from pocketstack.network import models as m
 from pocketstack.network.api import resource as r
 
 AZ = "nova"
-# binary -> (agent_type, topic, has an availability zone, configurations)
+DHCP, L3, METADATA, LINUXBRIDGE = ("neutron-dhcp-agent", "neutron-l3-agent", "neutron-metadata-agent",
+                                   "neutron-linuxbridge-agent")
+# binary -> (agent_type, topic, has an availability zone), upstream's values
 KINDS = {
-    "neutron-dhcp-agent": ("DHCP agent", "dhcp_agent", True,
-                           {"dhcp_driver": "noop", "networks": 0, "subnets": 0, "ports": 0}),
-    "neutron-l3-agent": ("L3 agent", "l3_agent", True, {"agent_mode": "legacy", "routers": 0,
-                                                         "interfaces": 0, "floating_ips": 0}),
-    "neutron-metadata-agent": ("Metadata agent", "N/A", False, {"metadata_proxy_socket": "noop"}),
+    DHCP: ("DHCP agent", "dhcp_agent", True),
+    L3: ("L3 agent", "l3_agent", True),
+    METADATA: ("Metadata agent", "N/A", False),
+    LINUXBRIDGE: ("Linux bridge agent", "N/A", False),
 }
-STARTED = utcnow()
+# backend name -> the agents it stands for (any other backend: the no-op set)
+AGENT_SETS = {"noop": (DHCP, L3, METADATA), "linuxbridge": (LINUXBRIDGE, DHCP, L3, METADATA)}
+STARTED = utcnow().replace(microsecond=0)
 
 
 def session():
@@ -39,36 +48,114 @@ def host() -> str:
     return socket.gethostname()
 
 
-def register(host_name: str, binary: str) -> None:
-    agent_type, topic, _, _ = KINDS[binary]
+def _seconds(section: str, key: str, default: int) -> int:
+    try:
+        return int(current().config.get(section, key, str(default)))
+    except (TypeError, ValueError):
+        return default
+
+
+def _backend():
+    from pocketstack.network.backends.base import get_dataplane
+
+    return get_dataplane().backend
+
+
+def _counts(sess) -> dict:
+    """What this host's agents serve (reported in their configurations, as upstream's)."""
+    me = host()
+    dhcp_nets = select(m.Port.network_id).where(m.Port.device_owner == "network:dhcp")
+    return {
+        "dhcp_networks": sess.scalar(select(func.count()).select_from(m.Network).where(m.Network.id.in_(dhcp_nets))),
+        "dhcp_subnets": sess.scalar(select(func.count()).select_from(m.Subnet).where(m.Subnet.enable_dhcp.is_(True))),
+        "ports": sess.scalar(select(func.count()).select_from(m.Port).where(m.Port.network_id.in_(dhcp_nets))),
+        "devices": sess.scalar(select(func.count()).select_from(m.Port).where(m.Port.binding_host_id == me)),
+        "routers": sess.scalar(select(func.count()).select_from(m.Router)),
+        "interfaces": sess.scalar(select(func.count()).select_from(m.RouterPort)
+                                  .where(m.RouterPort.port_type == "network:router_interface")),
+        "gateways": sess.scalar(select(func.count()).select_from(m.RouterPort)
+                                .where(m.RouterPort.port_type == "network:router_gateway")),
+        "floating_ips": sess.scalar(select(func.count()).select_from(m.FloatingIP)
+                                    .where(m.FloatingIP.fixed_port_id.is_not(None))),
+    }
+
+
+def _configurations(backend, binary: str, n: dict) -> dict:
+    """One agent's `configurations`, upstream's keys with this backend's values."""
+    reported = dict(backend.agent_configurations() or {})
+    driver = reported.pop("dhcp_driver", None) or backend.name
+    if binary == LINUXBRIDGE:
+        return {"interface_mappings": reported.get("interface_mappings", {}), "bridge_mappings": {},
+                "tunnel_types": reported.get("tunnel_types", []), "l2_population": False,
+                "devices": n["devices"], "extensions": [], **reported}
+    if binary == DHCP:
+        return {"dhcp_driver": driver, "dhcp_lease_duration": _seconds("linux_bridge", "dhcp_lease_duration", 86400),
+                "networks": n["dhcp_networks"], "subnets": n["dhcp_subnets"], "ports": n["ports"],
+                "log_agent_heartbeats": False}
+    if binary == L3:
+        return {"agent_mode": "legacy", "interface_driver": backend.name, "handle_internal_only_routers": True,
+                "routers": n["routers"], "ex_gw_ports": n["gateways"], "interfaces": n["interfaces"],
+                "floating_ips": n["floating_ips"], "log_agent_heartbeats": False}
+    socket_of = getattr(backend, "metadata_socket", None)  # where the namespaces' proxies forward to
+    path = socket_of() if callable(socket_of) else None
+    return {"metadata_proxy_socket": path or backend.name, "log_agent_heartbeats": False}
+
+
+def report_local_agents() -> None:
+    """This host's agents for the configured backend report: registered when missing,
+    heartbeat and configurations written when changed or older than the report interval."""
+    backend = _backend()
+    binaries = AGENT_SETS.get(backend.name, AGENT_SETS["noop"])
+    interval = dt.timedelta(seconds=_seconds("agent", "report_interval", 30))
+    now = utcnow().replace(microsecond=0)
+    me = host()
     with session() as sess:
-        exists = sess.scalars(select(m.Agent).where(m.Agent.host == host_name, m.Agent.binary == binary)).first()
-        if exists is None:
-            try:
-                with sess.begin_nested():
-                    sess.add(m.Agent(id=str(uuid.uuid4()), host=host_name, binary=binary, agent_type=agent_type,
-                                     topic=topic, created_at=utcnow()))
-                    sess.flush()
-            except IntegrityError:
-                pass
+        counts = _counts(sess)
+        rows = {a.binary: a for a in sess.scalars(select(m.Agent).where(m.Agent.host == me))}
+        for binary in binaries:
+            config = _configurations(backend, binary, counts)
+            row = rows.get(binary)
+            if row is None:
+                agent_type, topic, _ = KINDS[binary]
+                try:
+                    with sess.begin_nested():
+                        sess.add(m.Agent(id=str(uuid.uuid4()), host=me, binary=binary, agent_type=agent_type,
+                                         topic=topic, created_at=now, started_at=STARTED, heartbeat_timestamp=now,
+                                         configurations=config))
+                        sess.flush()
+                except IntegrityError:
+                    pass  # another request registered it first
+                continue
+            stale = row.heartbeat_timestamp is None or now - _aware(row.heartbeat_timestamp) >= interval
+            if stale or row.configurations != config or row.started_at is None or _aware(row.started_at) < STARTED:
+                row.heartbeat_timestamp = now
+                row.configurations = config
+                if row.started_at is None or _aware(row.started_at) < STARTED:
+                    row.started_at = STARTED
 
 
-def ensure_local_agents() -> None:
-    for binary in KINDS:
-        register(host(), binary)
+ensure_local_agents = report_local_agents
 
 
-def _stamp(value) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S")
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _stamp(value) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else None
 
 
 def render(row: m.Agent) -> dict:
-    _, _, zoned, config = KINDS.get(row.binary, (row.agent_type, row.topic, False, {}))
+    _, _, zoned = KINDS.get(row.binary, (row.agent_type, row.topic, False))
+    beat = row.heartbeat_timestamp
+    down_time = dt.timedelta(seconds=_seconds("DEFAULT", "agent_down_time", 75))
+    alive = beat is not None and utcnow() - _aware(beat) < down_time
     return {"id": row.id, "agent_type": row.agent_type, "binary": row.binary, "topic": row.topic,
-            "host": row.host, "admin_state_up": row.admin_state_up, "alive": True,
+            "host": row.host, "admin_state_up": row.admin_state_up, "alive": alive,
             "availability_zone": AZ if zoned else None, "description": row.description,
-            "configurations": dict(config), "created_at": _stamp(row.created_at),
-            "started_at": _stamp(STARTED), "heartbeat_timestamp": _stamp(utcnow()), "resources_synced": None}
+            "configurations": dict(row.configurations or {}), "created_at": _stamp(row.created_at),
+            "started_at": _stamp(row.started_at or row.created_at), "heartbeat_timestamp": _stamp(beat),
+            "resources_synced": None}
 
 
 def agent_not_found(id_: str):
@@ -94,6 +181,8 @@ def _load(sess, ctx, id_: str) -> m.Agent:
 
 
 def get_agent(ctx, id_: str) -> dict:
+    if ctx is None or r.is_admin(ctx):
+        report_local_agents()
     with session() as sess:
         row = _load(sess, ctx, id_)
         r.enforce(ctx, "get_agent", {})

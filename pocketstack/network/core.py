@@ -165,6 +165,40 @@ def get_instance_nw_info(instance_id: str) -> list[dict]:
         return _vifs(sess, _instance_ports(sess, instance_id))
 
 
+def get_instances_nw_info(instance_ids: list[str]) -> dict[str, list[dict]]:
+    """`get_instance_nw_info` for many servers (a server list page): a few queries per 100
+    ports instead of a few per server."""
+    out: dict[str, list[dict]] = {i: [] for i in instance_ids}
+    with session() as sess:
+        rows: list[m.Port] = []
+        ids = list(out)
+        for k in range(0, len(ids), 500):
+            rows += sess.scalars(select(m.Port).where(m.Port.device_id.in_(ids[k:k + 500]),
+                                                      m.Port.device_owner.startswith("compute:"))
+                                 .order_by(m.Port.created_at, m.Port.id))
+        for k in range(0, len(rows), 100):
+            chunk = rows[k:k + 100]
+            for port, vif in zip(chunk, _vifs(sess, chunk)):
+                out[port.device_id].append(vif)
+    return out
+
+
+def instances_security_group_names(instance_ids: list[str]) -> dict[str, list[str]]:
+    """The names of the groups on each server's ports (each group once, in name order), for
+    the servers that have ports: `instance_security_groups` batched for a server list."""
+    found: dict[str, dict[str, str]] = {}
+    ids = list(instance_ids)
+    with session() as sess:
+        for k in range(0, len(ids), 500):
+            stmt = (select(m.Port.device_id, m.SecurityGroup.id, m.SecurityGroup.name)
+                    .join(m.SecurityGroupPortBinding, m.SecurityGroupPortBinding.port_id == m.Port.id)
+                    .join(m.SecurityGroup, m.SecurityGroup.id == m.SecurityGroupPortBinding.security_group_id)
+                    .where(m.Port.device_id.in_(ids[k:k + 500]), m.Port.device_owner.like("compute:%")))
+            for device_id, sg_id, name in sess.execute(stmt):
+                found.setdefault(device_id, {})[sg_id] = name
+    return {i: [name for name, _ in sorted((n, s) for s, n in g.items())] for i, g in found.items()}
+
+
 # ---------------------------------------------------------------------------- validation
 def _port_in_use(port_id: str):
     return r.neutron_error(409, "PortInUse", f"Unable to complete operation on port {port_id} for network "
@@ -225,6 +259,18 @@ def validate_requested_networks(ctx, project_id: str, requested) -> None:
                 if entry["port"] in seen_ports:
                     raise _port_in_use(entry["port"])
                 seen_ports.add(entry["port"])
+
+
+def _auto_network_id(ctx, project_id: str) -> str:
+    """The network `networks=auto` means, building the auto-allocated topology outside
+    any other transaction (it settles a concurrent build itself)."""
+    with session() as sess:
+        net = _auto_network(sess, ctx, project_id, create=False)
+        if net is not None:
+            return net.id
+    from pocketstack.network import auto_allocate
+
+    return auto_allocate.get_or_create_topology(ctx, project_id)
 
 
 def _auto_network(sess, ctx, project_id: str, create: bool = True) -> m.Network | None:
@@ -321,12 +367,12 @@ def allocate_for_instance(ctx, *, instance_id: str, project_id: str, host: str, 
         return []
     groups = _resolve_groups(ctx, project_id, security_groups)
     made, tags = [], {}
+    if requested == "auto":
+        # resolved in its own transaction: when several builds of one project race to
+        # create the auto-allocated topology, the losers must see the winner's commit
+        requested = [{"uuid": _auto_network_id(ctx, project_id)}]
     with session() as sess:
-        if requested == "auto":
-            net = _auto_network(sess, ctx, project_id)
-            entries = [{"uuid": net.id}]
-        else:
-            entries = requested
+        entries = requested
         for entry in entries:
             _check_entry(sess, ctx, entry)
             if entry.get("port"):
@@ -457,10 +503,43 @@ def port_sync_data(port_id: str) -> dict | None:
                 "vif_type": port.binding_vif_type, "vnic_type": port.binding_vnic_type,
                 "device_id": port.device_id, "device_owner": port.device_owner,
                 "devname": f"tap{port.id[:11]}", "port_security_enabled": port.port_security_enabled,
-                "security_groups": groups,
+                "security_groups": groups, **_security_view(sess, groups),
                 "allowed_address_pairs": [{"ip_address": a["ip_address"],
                                            "mac_address": a.get("mac_address") or port.mac_address}
                                           for a in port.allowed_address_pairs]}
+
+
+def _security_view(sess, group_ids: list[str]) -> dict:
+    """For a firewall: the rules of `group_ids` and, per remote group they name, its members'
+    addresses (fixed IPs and allowed address pairs of every port in that group)."""
+    rules = list(sess.scalars(select(m.SecurityGroupRule).where(m.SecurityGroupRule.security_group_id.in_(
+        group_ids or [""])).order_by(m.SecurityGroupRule.id)))
+    remote = sorted({x.remote_group_id for x in rules if x.remote_group_id})
+    members: dict[str, set[str]] = {g: set() for g in remote}
+    for gid, port in sess.execute(select(m.SecurityGroupPortBinding.security_group_id, m.Port).join(
+            m.Port, m.Port.id == m.SecurityGroupPortBinding.port_id).where(
+            m.SecurityGroupPortBinding.security_group_id.in_(remote or [""]))):
+        members[gid].update(a["ip_address"] for a in port.allowed_address_pairs)
+        members[gid].update(sess.scalars(select(m.IPAllocation.ip_address).where(m.IPAllocation.port_id == port.id)))
+    return {"security_group_rules": [{"security_group_id": x.security_group_id, "direction": x.direction,
+                                      "ethertype": x.ethertype, "protocol": x.protocol,
+                                      "port_range_min": x.port_range_min, "port_range_max": x.port_range_max,
+                                      "remote_ip_prefix": x.remote_ip_prefix, "remote_group_id": x.remote_group_id}
+                                     for x in rules],
+            "remote_group_members": {g: sorted(ips) for g, ips in members.items()}}
+
+
+def port_by_fixed_ip(network_ids: list[str], ip_address: str) -> dict | None:
+    """The port holding `ip_address` on one of `network_ids` (the metadata proxy's "which
+    instance is asking"): {"id", "network_id", "device_id", "device_owner", "project_id"}."""
+    with session() as sess:
+        row = sess.execute(select(m.Port).join(m.IPAllocation, m.IPAllocation.port_id == m.Port.id).where(
+            m.IPAllocation.network_id.in_(network_ids or [""]), m.IPAllocation.ip_address == ip_address)).first()
+        if row is None:
+            return None
+        port = row[0]
+        return {"id": port.id, "network_id": port.network_id, "device_id": port.device_id,
+                "device_owner": port.device_owner, "project_id": port.project_id}
 
 
 # ---------------------------------------------------------------------------- small helpers for others

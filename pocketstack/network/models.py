@@ -136,8 +136,8 @@ class AutoAllocatedTopology(Base):
 
 
 class Agent(Base):
-    """A dataplane agent (`/v2.0/agents`). The no-op backend registers a DHCP, an L3 and a
-    metadata agent for its host on first listing; admins may disable or delete them."""
+    """A dataplane agent (`/v2.0/agents`): the configured backend's agents on this host
+    report (heartbeat, configurations) when agents are read; admins may disable or delete them."""
 
     __tablename__ = "network_agent"
     __table_args__ = (UniqueConstraint("host", "binary", name="uq_network_agent_host_binary"),)
@@ -149,6 +149,9 @@ class Agent(Base):
     admin_state_up: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     description: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    heartbeat_timestamp: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    configurations: Mapped[dict | None] = mapped_column(JSONText)
 
 
 class DhcpAgentNetwork(Base):

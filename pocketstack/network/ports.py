@@ -128,15 +128,18 @@ def policy_target(sess, port: m.Port, net: m.Network | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------- rendering
-def render_many(sess, ports: list[m.Port], ctx=None) -> list[dict]:
+def render_many(sess, ports: list, ctx=None) -> list[dict]:
+    """Ports (objects, or plain rows of the port table for lists: read by attribute only)."""
     ids = [p.id for p in ports]
     tags = r.load_tags(sess, "port", ids)
     ips: dict[str, list[dict]] = {i: [] for i in ids}
     groups: dict[str, list[str]] = {i: [] for i in ids}
     for start in range(0, len(ids), 500):
         part = ids[start:start + 500]
-        for a in sess.scalars(select(m.IPAllocation).where(m.IPAllocation.port_id.in_(part))):
-            ips[a.port_id].append({"subnet_id": a.subnet_id, "ip_address": a.ip_address})
+        for pid, sid, address in sess.execute(select(m.IPAllocation.port_id, m.IPAllocation.subnet_id,
+                                                     m.IPAllocation.ip_address)
+                                              .where(m.IPAllocation.port_id.in_(part))):
+            ips[pid].append({"subnet_id": sid, "ip_address": address})
         for pid, gid in sess.execute(select(m.SecurityGroupPortBinding.port_id,
                                             m.SecurityGroupPortBinding.security_group_id)
                                      .where(m.SecurityGroupPortBinding.port_id.in_(part))):

@@ -45,3 +45,15 @@ def setup(rt: Runtime) -> None:
         backends.configure(rt)
     except backends.BackendError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def bootstrap(rt: Runtime) -> None:
+    """With `[network] external_network = demo`: the `public` external network (idempotent;
+    docs/network-dataplane.md). Its outside namespace is the dataplane's."""
+    if (rt.config.get("network", "external_network") or "").strip().lower() not in ("", "none"):
+        from pocketstack.network.backends.outside import ensure_public_network
+
+        ensure_public_network(rt)
+        from pocketstack.network import backends
+
+        backends.get_dataplane().request_full_sync()

@@ -72,6 +72,10 @@ case "$1" in
     ip addr flush dev "$interface"
     ip addr add "$ip/$mask" dev "$interface"
     [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+    if [ -n "$staticroutes" ]; then
+      set -- $staticroutes
+      while [ $# -ge 2 ]; do ip route replace "$1" via "$2" dev "$interface"; shift 2; done
+    fi
     echo "ip=$ip mask=$mask router=$router dns=$dns mtu=$mtu" > "$OUT"
     ;;
 esac
@@ -82,9 +86,9 @@ exit 0
 class Instance:
     """A namespace standing in for a VM: eth0 (the port's MAC) whose peer is on a bridge."""
 
-    def __init__(self, tag: str, mac: str, bridge: str, workdir: Path):
+    def __init__(self, tag: str, mac: str, bridge: str, workdir: Path, host_dev: str | None = None):
         self.ns = f"{PREFIX}-{tag}"
-        self.host_dev = f"{PREFIX}{tag}"[:15]
+        self.host_dev = host_dev or f"{PREFIX}{tag}"[:15]  # tap<port[:11]>: the dataplane adopts (filters) it
         self.mac = mac
         self.out = workdir / f"{tag}.lease"
         self.script = workdir / "udhcpc.sh"
@@ -94,14 +98,20 @@ class Instance:
         sh("ip", "netns", "exec", self.ns, "ip", "link", "set", "eth0", "address", mac, "up")
         sh("ip", "netns", "exec", self.ns, "ip", "link", "set", "lo", "up")
 
-    def dhcp(self, tries: int = 4) -> dict | None:
+    def dhcp(self, tries: int = 4, routes: bool = False) -> dict | None:
+        """One DHCP exchange; with `routes` also option 121 (classless static routes), applied."""
         self.out.unlink(missing_ok=True)
         res = subprocess.run(["ip", "netns", "exec", self.ns, "env", f"OUT={self.out}", "busybox", "udhcpc", "-i",
-                              "eth0", "-n", "-q", "-f", "-t", str(tries), "-T", "1", "-O", "mtu", "-s",
+                              "eth0", "-n", "-q", "-f", "-t", str(tries), "-T", "1", "-O", "mtu",
+                              *(["-O", "staticroutes"] if routes else []), "-s",
                               str(self.script)], capture_output=True, text=True, timeout=30)
         if res.returncode != 0 or not self.out.exists():
             return None
         return dict(item.split("=", 1) for item in self.out.read_text().split() if "=" in item)
+
+    def sh(self, *args, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run(["ip", "netns", "exec", self.ns, *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout)
 
     def ping(self, address: str, count: int = 2) -> bool:
         return subprocess.run(["ip", "netns", "exec", self.ns, "busybox", "ping", "-c", str(count), "-W", "1", address],
@@ -112,11 +122,19 @@ class Instance:
         subprocess.run(["ip", "netns", "delete", self.ns], capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    work = tmp_path_factory.mktemp("lb")
+def workdir(tmp_path_factory, name: str) -> Path:
+    """A module's folder holding the instances' udhcpc script (skips without root)."""
+    if REASON is not None:
+        pytest.skip(REASON)
+    work = tmp_path_factory.mktemp(name)
     (work / "udhcpc.sh").write_text(UDHCPC_SCRIPT)
     os.chmod(work / "udhcpc.sh", 0o755)
+    return work
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    work = workdir(tmp_path_factory, "lb")
     run_dir = Path(f"/run/{PREFIX}-net")
     cloud = Cloud(work / "cloud", config={("pocketstack", "enabled_services"): "identity,network",
                                           ("network", "backend"): "linuxbridge",
@@ -127,23 +145,39 @@ def env(tmp_path_factory):
         api = NeutronHTTP(cloud, cloud.token())
         yield {"cloud": cloud, "api": api, "work": work, "made": made, "run_dir": run_dir}
     finally:
-        cloud.stop()
-        for inst in made["instances"]:
-            inst.remove()
-        # whatever the cloud left (a failed test): its namespaces, bridges, dnsmasqs
-        for pid_file in run_dir.glob("dhcp/*/pid"):
-            try:
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
-        for rid in made["routers"]:
-            subprocess.run(["ip", "netns", "delete", f"qrouter-{rid}"], capture_output=True)
-        for nid in made["networks"]:
-            subprocess.run(["ip", "netns", "delete", f"qdhcp-{nid}"], capture_output=True)
-            subprocess.run(["ip", "link", "delete", "brq" + nid[:11]], capture_output=True)
-        for name in made.get("taps", []):
-            subprocess.run(["ip", "link", "delete", name], capture_output=True)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        teardown(cloud, made, run_dir)
+
+
+def leftovers(run_dir: Path) -> None:
+    """Whatever a cloud left (a failed test, or its normal stop, which keeps serving):
+    dnsmasqs, metadata proxies, our iptables chains."""
+    from pocketstack.network.backends.linuxbridge import LinuxBridgeBackend
+
+    for pid_file in [*run_dir.glob("*/*/pid"), *run_dir.glob("*/*/metadata.pid")]:
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+    LinuxBridgeBackend(run_dir=run_dir).remove_firewall()
+
+
+def teardown(cloud: Cloud, made: dict, run_dir: Path) -> None:
+    """Stop the cloud, then remove what it and the test made (also after a failure):
+    instances, processes, chains, router and DHCP namespaces, bridges, extra namespaces."""
+    cloud.stop()
+    for inst in made.get("instances", []):
+        inst.remove()
+    leftovers(run_dir)
+    for rid in made.get("routers", []):
+        subprocess.run(["ip", "netns", "delete", f"qrouter-{rid}"], capture_output=True)
+    for nid in made.get("networks", []):
+        subprocess.run(["ip", "netns", "delete", f"qdhcp-{nid}"], capture_output=True)
+        subprocess.run(["ip", "link", "delete", "brq" + nid[:11]], capture_output=True)
+    for name in made.get("taps", []):
+        subprocess.run(["ip", "link", "delete", name], capture_output=True)
+    for ns in made.get("namespaces", []):
+        subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def create(env, kind: str, body: dict) -> dict:

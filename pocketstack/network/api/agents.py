@@ -2,6 +2,8 @@
 HTTP <-> Neutron JSON only (logic in network/agents.py and network/auto_allocate.py)."""
 from __future__ import annotations
 
+from starlette.responses import Response
+
 from pocketstack.network import agents, auto_allocate
 from pocketstack.network.api import resource as r
 from pocketstack.network.api.common import api
@@ -100,7 +102,8 @@ def add_dhcp_network(req):
     if unknown or "network_id" not in body:
         raise r.BadRequest("Invalid input: the body must be {'network_id': <network id>}.")
     agents.add_network_to_dhcp_agent(req.context, req.path_params["id"], body["network_id"])
-    return 201, None
+    # upstream serialises the scheduler's `None` result: a JSON `null` body (openstacksdk parses it)
+    return Response(b"null", status_code=201, media_type="application/json")
 
 
 @api.route("/v2.0/agents/{id}/dhcp-networks/{network_id}", "DELETE")

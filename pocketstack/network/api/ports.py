@@ -35,4 +35,6 @@ def _security_groups_filter(item: dict, wanted: list[str]) -> bool:
 
 crud.register(ports, sql_filters={**crud.owner_filters(m.Port), "network_id": m.Port.network_id, "device_id": m.Port.device_id,
                                   "device_owner": m.Port.device_owner, "mac_address": m.Port.mac_address},
-              hooks={"fixed_ips": _fixed_ips_filter, "security_groups": _security_groups_filter})
+              hooks={"fixed_ips": _fixed_ips_filter, "security_groups": _security_groups_filter},
+              columns={**crud.standard_columns(m.Port), **{a: (getattr(m.Port, a), lambda v: v) for a in (
+                  "network_id", "mac_address", "admin_state_up", "status", "device_id", "device_owner")}})

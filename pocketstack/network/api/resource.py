@@ -413,24 +413,25 @@ _HIDE_KEYS = ("project_id", "network:project_id", "shared", "router:external")
 
 def hide_attrs(ctx, action: str, item: dict, target: dict | None = None, cache: dict | None = None) -> dict:
     """Drop the attributes a `get_x:attr` rule hides from this caller. Pass one `cache`
-    dict for a whole list: decisions are reused per (rule, owner) instead of re-evaluated
-    for each of thousands of items."""
+    dict for a whole list: which attributes to drop is decided once per owner (the target's
+    project, network owner, shared and external flags) instead of for each of thousands of
+    items, and the target is only built on a miss."""
     if ctx is None:
         return item
-    target = target or policy_target(item)
-    for rule in _attr_rules(action):
-        attr = rule[len(action) + 1:]
-        if attr not in item:
-            continue
-        if cache is not None:
-            key = (rule,) + tuple(str(target.get(k)) for k in _HIDE_KEYS)
-            allowed = cache.get(key)
-            if allowed is None:
-                allowed = cache[key] = check(ctx, rule, target)
-        else:
-            allowed = check(ctx, rule, target)
-        if not allowed:
-            item.pop(attr, None)
+    if cache is None:
+        target = target or policy_target(item)
+        drop = [rule[len(action) + 1:] for rule in _attr_rules(action) if rule[len(action) + 1:] in item
+                and not check(ctx, rule, target)]
+    else:
+        source = target if target is not None else item
+        key = (action,) + tuple(str(source.get(k)) for k in _HIDE_KEYS)
+        drop = cache.get(key)
+        if drop is None:
+            target = target or policy_target(item)
+            drop = cache[key] = [rule[len(action) + 1:] for rule in _attr_rules(action)
+                                 if not check(ctx, rule, target)]
+    for attr in drop:
+        item.pop(attr, None)
     return item
 
 
@@ -438,9 +439,10 @@ def hide_attrs(ctx, action: str, item: dict, target: dict | None = None, cache: 
 def fmt_time(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.tzinfo is not None and value.utcoffset():
+        value = value.astimezone(dt.timezone.utc)
+    # isoformat is several times faster than strftime (10,000-item lists format 20,000 stamps)
+    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def standard_attrs(row, tags: list[str] | None = None) -> dict:
@@ -692,62 +694,84 @@ def list_response(req, plural: str, items: list[dict], *, hooks: dict[str, Filte
     """The whole list convention: filter, sort, page (with links), then select fields."""
     items = filter_items(req, items, hooks=hooks, extra_params=extra_params, valid=valid_filters)
     known = set(items[0]) if items else None
-    sort = parse_sort(req, sortable if sortable is not None else known)
-    items = sort_items(items, sort)
+    items = sort_items(items, parse_sort(req, sortable if sortable is not None else known))
+    page, links = paginate(req, items)
     body: dict = {}
-    limit_raw = req.query.get("limit")
-    marker = req.query.get("marker") or None
-    reverse = req.query.get("page_reverse", "").lower() in ("true", "1")
-    limit = None
-    if limit_raw not in (None, ""):
-        try:
-            limit = int(limit_raw)
-        except ValueError:
-            raise BadRequest(f"Invalid input for limit. Reason: '{limit_raw}' is not an integer.") from None
-        if limit < 0:
-            raise BadRequest(f"Invalid input for limit. Reason: '{limit_raw}' should be non-negative.")
-        if limit == 0:
-            limit = None
-    if limit is not None or marker:
-        ids = [i["id"] for i in items]
-        if marker:
-            if marker not in ids:
-                raise not_found("NotFound", f"Marker {marker} could not be found.")
-            pos = ids.index(marker)
-            if reverse:
-                before = items[:pos]
-                page = before[-limit:] if limit else before
-                more = limit is not None and len(before) > limit
-            else:
-                after = items[pos + 1:]
-                page = after[:limit] if limit else after
-                more = limit is not None and len(after) > limit
-        else:
-            if reverse:
-                page = items[-limit:] if limit else items
-                more = limit is not None and len(items) > limit
-            else:
-                page = items[:limit] if limit else items
-                more = limit is not None and len(items) > limit
-        links = []
-        base = req.url.split("?", 1)[0]
-        params = [(k, v) for k, v in req.query.multi_items() if k not in ("marker", "page_reverse")]
-        if page:
-            # Neutron's links: `next` continues after the page's last item, `previous` goes
-            # back before its first; in reverse paging the "more" side is the previous one.
-            has_next = bool(marker) if reverse else more
-            has_prev = more if reverse else bool(marker)
-            if has_next:
-                query = urlencode(params + [("marker", page[-1]["id"])])
-                links.append({"rel": "next", "href": f"{base}?{query}"})
-            if has_prev:
-                query = urlencode(params + [("marker", page[0]["id"]), ("page_reverse", "True")])
-                links.append({"rel": "previous", "href": f"{base}?{query}"})
-        items = page
+    if links is not None:
         body[f"{plural}_links"] = links
     fields = req.query.getlist("fields")
-    body[plural] = [select_fields(i, fields) for i in items]
+    body[plural] = [select_fields(i, fields) for i in page]
     return body
+
+
+def parse_limit(req) -> int | None:
+    """`limit` as an int (None for absent or 0); 400 for a bad value."""
+    raw = req.query.get("limit")
+    if raw in (None, ""):
+        return None
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise BadRequest(f"Invalid input for limit. Reason: '{raw}' is not an integer.") from None
+    if limit < 0:
+        raise BadRequest(f"Invalid input for limit. Reason: '{raw}' should be non-negative.")
+    return limit or None
+
+
+def is_paged(req) -> bool:
+    return parse_limit(req) is not None or bool(req.query.get("marker"))
+
+
+def paginate(req, items: list[dict]) -> tuple[list[dict], list[dict] | None]:
+    """`limit`/`marker`/`page_reverse` over sorted items (only `id` is read): the page and
+    its `<collection>_links` (None when the request does not page)."""
+    limit, marker, reverse = page_params(req)
+    if limit is None and not marker:
+        return items, None
+    if marker:
+        pos = next((n for n, i in enumerate(items) if i["id"] == marker), None)
+        if pos is None:
+            raise not_found("NotFound", f"Marker {marker} could not be found.")
+        if reverse:
+            before = items[:pos]
+            page = before[-limit:] if limit else before
+            more = limit is not None and len(before) > limit
+        else:
+            after = items[pos + 1:]
+            page = after[:limit] if limit else after
+            more = limit is not None and len(after) > limit
+    elif reverse:
+        page = items[-limit:] if limit else items
+        more = limit is not None and len(items) > limit
+    else:
+        page = items[:limit] if limit else items
+        more = limit is not None and len(items) > limit
+    return page, page_links(req, page, more)
+
+
+def page_params(req) -> tuple[int | None, str | None, bool]:
+    """(limit, marker, page_reverse) of a list request."""
+    return (parse_limit(req), req.query.get("marker") or None,
+            req.query.get("page_reverse", "").lower() in ("true", "1"))
+
+
+def page_links(req, page: list[dict], more: bool) -> list[dict]:
+    """A page's `<collection>_links`; `more`: items lie beyond the page in paging direction."""
+    _, marker, reverse = page_params(req)
+    links = []
+    base = req.url.split("?", 1)[0]
+    params = [(k, v) for k, v in req.query.multi_items() if k not in ("marker", "page_reverse")]
+    if page:
+        # Neutron's links: `next` continues after the page's last item, `previous` goes
+        # back before its first; in reverse paging the "more" side is the previous one.
+        has_next = bool(marker) if reverse else more
+        has_prev = more if reverse else bool(marker)
+        if has_next:
+            links.append({"rel": "next", "href": f"{base}?{urlencode(params + [('marker', page[-1]['id'])])}"})
+        if has_prev:
+            query = urlencode(params + [("marker", page[0]["id"]), ("page_reverse", "True")])
+            links.append({"rel": "previous", "href": f"{base}?{query}"})
+    return links
 
 
 def show_response(req, singular: str, item: dict) -> dict:

@@ -7,7 +7,10 @@ converges. The `Dataplane` subscribes to the service's `network.*` events, colle
 network / router ids they touch, and reconciles them on one worker thread (events may be
 emitted before their transaction commits, so the worker waits a moment and re-reads; a
 periodic pass catches anything missed). Compute plugs its instances' ports synchronously
-through `Dataplane.plug(port_id)` and passes the returned tap to QEMU.
+through `Dataplane.plug(port_id)` and passes the returned tap to QEMU. Instance taps that
+exist on the host (a restart, a device made by hand) are adopted: filtered and kept.
+The Dataplane also runs the metadata agent (the unix socket the backend's proxies forward
+169.254.169.254 to) and keeps the demo external network's "outside" namespace.
 """
 from __future__ import annotations
 
@@ -78,7 +81,28 @@ class NetworkBackend(ABC):
 
     @abstractmethod
     def apply_security_groups(self, port: dict) -> None:
-        """Enforce the port's security groups / anti-spoofing (port_sync_data)."""
+        """Enforce the port's security groups / anti-spoofing (port_sync_data: groups' rules,
+        remote group members, fixed IPs, address pairs); `port_security_enabled` false or a
+        `network:` port means unfiltered. Called again on every change of any of those."""
+
+    def metadata_socket(self) -> str | None:
+        """The unix socket this backend's metadata proxies (router and isolated-network DHCP
+        namespaces, 169.254.169.254) forward to; the Dataplane serves it with the metadata
+        agent. None: no proxies."""
+        return None
+
+    def present_taps(self) -> list[str]:
+        """Names of the instance taps (`tap<port[:11]>`) that exist on this host: the
+        Dataplane adopts those of its ports (filters them, removes them with the port)."""
+        return []
+
+    def ensure_outside(self, network: dict) -> None:
+        """Give the (external) network a stand-in for the outside world: a namespace holding
+        its subnet's gateway address (`[network] external_network = demo`)."""
+        raise BackendError(f"the {self.name} network backend has no outside namespace")
+
+    def delete_outside(self) -> None:
+        """Remove what ensure_outside built."""
 
     def agent_configurations(self) -> dict:
         return {}
@@ -95,6 +119,7 @@ class Dataplane:
         self._dirty_nets: set[str] = set()
         self._dirty_routers: set[str] = set()
         self._dirty_ports: set[str] = set()
+        self._dirty_sg = False  # groups, rules or memberships changed: re-filter every plugged port
         self._dirty_all = False
         self._busy = False
         self._stop = False
@@ -103,10 +128,17 @@ class Dataplane:
         self._lock = threading.RLock()  # one backend operation at a time
         self._generation = 0  # bumped per event, so flush() knows what it waits for
         self._done = 0
+        self.external_network = ""  # name of the demo external network given an outside namespace
+        self.tap_poll = 1.0  # how often the worker looks for new instance taps to adopt
+        self._taps_seen: set[str] = set()
+        self.metadata_agent = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self, bus) -> None:
+    def start(self, bus, agent=None) -> None:
         self.backend.start()
+        if agent is not None:
+            self.metadata_agent = agent
+            agent.start()
         bus.subscribe("network.", self.on_event)
         self._thread = threading.Thread(target=self._run, name="network-dataplane", daemon=True)
         self._thread.start()
@@ -118,6 +150,9 @@ class Dataplane:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.metadata_agent is not None:
+            self.metadata_agent.stop()
+            self.metadata_agent = None
         with self._lock:
             self.backend.stop(cleanup=cleanup)
 
@@ -146,8 +181,18 @@ class Dataplane:
                 self._dirty_all = True
             else:
                 return
+            if resource in ("port", "security_group", "security_group_rule"):
+                self._dirty_sg = True  # a rule, or who is in a remote group, changed
             self._generation += 1
             self._cond.notify_all()
+
+    def _taps_changed(self) -> bool:
+        try:
+            taps = set(self.backend.present_taps())
+        except Exception:  # a transient failure: the periodic full pass covers it
+            return False
+        changed, self._taps_seen = taps != self._taps_seen, taps
+        return changed
 
     def request_full_sync(self) -> None:
         with self._cond:
@@ -194,23 +239,28 @@ class Dataplane:
         while True:
             with self._cond:
                 while not self._stop and not (self._dirty_all or self._dirty_nets or self._dirty_routers
-                                              or self._dirty_ports):
-                    if not self._cond.wait(max(0.1, self.resync_interval - (time.monotonic() - last_full))):
-                        self._dirty_all = True
+                                              or self._dirty_ports or self._dirty_sg):
+                    left = self.resync_interval - (time.monotonic() - last_full)
+                    if not self._cond.wait(max(0.1, min(left, self.tap_poll))):
+                        if left <= self.tap_poll:
+                            self._dirty_all = True
+                        elif self._taps_changed():  # a tap appeared or went (QEMU, a restart)
+                            self._dirty_sg = True
+                            self._generation += 1
                 if self._stop:
                     return
             time.sleep(self.debounce)  # let the emitting transaction commit, batch a burst
             with self._cond:
                 gen = self._generation
                 nets, routers, ports = self._dirty_nets, self._dirty_routers, self._dirty_ports
-                full = self._dirty_all
+                full, sg = self._dirty_all, self._dirty_sg
                 self._dirty_nets, self._dirty_routers, self._dirty_ports = set(), set(), set()
-                self._dirty_all = False
+                self._dirty_all = self._dirty_sg = False
                 self._busy = True
             try:
                 if full:
                     last_full = time.monotonic()
-                self.reconcile(nets, routers, ports, full)
+                self.reconcile(nets, routers, ports, full, sg)
             except Exception as exc:
                 if type(exc).__name__ in ("OperationalError", "ProgrammingError"):  # schema not there yet
                     log.debug("dataplane reconcile deferred: %s", exc)
@@ -222,20 +272,40 @@ class Dataplane:
                     self._done = max(self._done, gen)
                     self._cond.notify_all()
 
-    def reconcile(self, nets: set[str], routers: set[str], ports: set[str], full: bool) -> None:
+    def reconcile(self, nets: set[str], routers: set[str], ports: set[str], full: bool, sg: bool = True) -> None:
         """Converge the host on the database. Always a whole pass (the backend skips what is
         already right, so an unchanged network costs a few queries): networks with a DHCP
         port, a plugged port or a router port get a bridge (and DHCP); routers their
-        namespace; what the backend holds that is no longer wanted goes."""
+        namespace; what the backend holds that is no longer wanted goes. Plugged ports are
+        re-filtered after any port or security-group change (remote groups make one port's
+        change another's), and instance taps found on the host are adopted."""
         from sqlalchemy import select
 
         from pocketstack.common.runtime import current
         from pocketstack.network import core, models as m, routers as routers_mod
 
+        taps = {name[3:]: name for name in self.backend.present_taps()}
         with current().db.session() as sess:
             wanted = set(sess.scalars(select(m.Port.network_id).where(m.Port.device_owner == "network:dhcp")))
             router_ids = set(sess.scalars(select(m.Router.id)))
+            adopt = {}
+            for prefix in sorted(taps):
+                row = sess.execute(select(m.Port.id, m.Port.device_owner).where(m.Port.id.like(prefix + "%"))).first()
+                if row is not None and not (row[1] or "").startswith("network:") and row[0] not in self._plugged:
+                    adopt[row[0]] = True
+            outside = None
+            if self.external_network:
+                outside = sess.scalar(select(m.Network.id).where(m.Network.name == "public",
+                                                                 m.Network.external.is_(True)))
         with self._lock:
+            for port_id in sorted(adopt):
+                data = core.port_sync_data(port_id)
+                if data is not None:
+                    net = core.network_sync_data(data["network_id"])
+                    self.backend.ensure_network(net)
+                    self.backend.plug_port(data, net)
+                    self._plugged[port_id] = data["network_id"]
+                    ports = ports | {port_id}
             for port_id in sorted(ports | set(self._plugged)):
                 if port_id not in self._plugged:
                     continue
@@ -243,9 +313,11 @@ class Dataplane:
                 if data is None:
                     self.backend.unplug_port(port_id)
                     self._plugged.pop(port_id, None)
-                elif port_id in ports:
+                elif port_id in ports or sg or full:
                     self.backend.apply_security_groups(data)
             wanted |= set(self._plugged.values())
+            if outside:
+                wanted.add(outside)
             views = {}
             for router_id in sorted(router_ids):
                 view = routers_mod.router_sync_data(router_id)
@@ -259,6 +331,8 @@ class Dataplane:
                     continue
                 self.backend.ensure_network(data)
                 self.backend.sync_dhcp(data)
+                if net_id == outside:
+                    self.backend.ensure_outside(data)
             for router_id, view in views.items():
                 self.backend.sync_router(view)
             for router_id in sorted(set(self.backend_routers()) - set(views)):
@@ -298,10 +372,36 @@ def configure(rt) -> Dataplane:
     backend = load_backend(rt.config)
     backend.check()
     dp = Dataplane(backend)
+    external = (rt.config.get("network", "external_network") or "").strip().lower()
+    if external not in ("", "none"):
+        if external != "demo":
+            raise BackendError(f"[network] external_network must be demo (or empty), not {external!r}")
+        if backend.name != "linuxbridge":
+            raise BackendError("[network] external_network = demo (pocketstack up --external-network demo) needs "
+                               "the linuxbridge network backend: add --network-backend linuxbridge (as root)")
+        dp.external_network = "public"
     if backend.name != "noop":  # the no-op backend needs no events and no thread
-        dp.start(rt.bus)
+        dp.start(rt.bus, _metadata_agent(rt, backend))
     _dataplane = dp
     return dp
+
+
+def _metadata_agent(rt, backend: NetworkBackend):
+    """The agent behind the backend's metadata proxies: it signs for the compute metadata
+    API on this server (its secret is compute's `metadata_secret`)."""
+    path = backend.metadata_socket()
+    if not path:
+        return None
+    from pocketstack.network.metadata_proxy import MetadataAgent
+
+    secret = ""
+    if "compute" in rt.config.enabled_services:
+        from pocketstack.compute.service import metadata_secret
+
+        secret = metadata_secret(rt)
+    host = rt.config.host
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return MetadataAgent(path, host, rt.config.port, secret)
 
 
 def get_dataplane() -> Dataplane:

@@ -18,6 +18,14 @@
   external subnet's gateway, ip_forward on, and an iptables `nat` table inside the namespace
   (never the host's): SNAT to the gateway address when `enable_snat`, DNAT/SNAT pairs for
   floating IPs (held as /32 addresses on `qg-`), extra routes.
+- Security groups (`firewall.py`): per port chains in the host's `filter` table matched with
+  `-m physdev` on the tap, written with `iptables-restore --noflush` (our chains only).
+- Metadata (`pocketstack.network.metadata_proxy`): a proxy process in each router namespace
+  (REDIRECT 169.254.169.254:80 -> 9697 from `qr-`) and in the DHCP namespace of networks
+  with an isolated subnet (on 169.254.169.254:80, pushed to instances as a host route),
+  forwarding over `<run_dir>/metadata.sock` to the agent in the pocketstack process.
+- The demo "outside" (`ensure_outside`): a namespace `pocketstack-outside` holding the
+  external subnet's gateway address on a veth plugged into the external network's bridge.
 
 Every operation compares the wanted state with what it did last (and with what exists, so
 a restarted pocketstack adopts its devices) and changes only the difference.
@@ -31,15 +39,21 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+from pocketstack.network.backends import firewall
 from pocketstack.network.backends.base import BackendError, NetworkBackend, bridge_name, tap_name
+from pocketstack.network.metadata_proxy import METADATA_IP, ROUTER_PORT
 
 log = logging.getLogger("pocketstack.network.linuxbridge")
 
 TIMEOUT = 15
 VXLAN_PORT = 4789
+OUTSIDE_NS = "pocketstack-outside"
+OUTSIDE_INSIDE = "ps-out0"  # the veth end in the outside namespace (the bridge end: ps-out<tag>)
+ROUTER_OWNERS = ("network:router_interface", "network:router_interface_distributed", "network:ha_router_replicated_interface")
 
 
 class CommandError(BackendError):
@@ -104,7 +118,7 @@ class LinuxBridgeBackend(NetworkBackend):
 
     def __init__(self, *, physical_interface_mappings: dict[str, str] | None = None, local_ip: str = "",
                  vxlan_group: str = "224.0.0.1", run_dir: str | Path = "/run/pocketstack-network",
-                 dhcp_lease_duration: int = 86400):
+                 dhcp_lease_duration: int = 86400, metadata: bool = True, outside_namespace: str = OUTSIDE_NS):
         self.mappings = dict(physical_interface_mappings or {})
         self.local_ip = local_ip
         self.vxlan_group = vxlan_group
@@ -114,7 +128,16 @@ class LinuxBridgeBackend(NetworkBackend):
         self.ports: dict[str, dict] = {}  # port id -> {"tap", "bridge", "network_id"}
         self.dhcp: dict[str, dict] = {}  # net id -> {"ns", "port_id", "veth", "addrs", "cmd", "files"}
         self.routers: dict[str, dict] = {}  # router id -> {"ns", "ifaces", "nat", "routes"}
-        self._children: dict[int, subprocess.Popen] = {}  # dnsmasq processes we started
+        self._children: dict[int, subprocess.Popen] = {}  # dnsmasq / proxy processes we started
+        self.metadata = metadata  # run metadata proxies (forwarding to metadata_socket())
+        self.fw_tag = firewall.chain_tag(self.run_dir)
+        self.fw_ports: dict[str, dict] = {}  # filtered port id -> its view
+        self.fw_applied: dict[str, str] = {}  # family (iptables, ip6tables, ebtables) -> text last applied
+        self.fw_known: dict[str, set[str]] = {}  # family -> our chains that exist (deleted when unwanted)
+        self.fw_rewrite_after = 30.0  # rewrite even unchanged rules this often (someone ran iptables -F)
+        self._fw_written = 0.0
+        self.outside: dict | None = None  # {"network_id", "address"} of the demo outside namespace
+        self.outside_ns = outside_namespace
 
     @classmethod
     def from_config(cls, config) -> "LinuxBridgeBackend":
@@ -129,14 +152,16 @@ class LinuxBridgeBackend(NetworkBackend):
         return cls(physical_interface_mappings=mappings, local_ip=config.get("vxlan", "local_ip"),
                    vxlan_group=config.get("vxlan", "vxlan_group") or "224.0.0.1",
                    run_dir=config.get("linux_bridge", "run_dir") or "/run/pocketstack-network",
-                   dhcp_lease_duration=int(lease))
+                   dhcp_lease_duration=int(lease),
+                   metadata=(config.get("network", "metadata_proxy") or "true").lower() not in ("false", "0", "no"),
+                   outside_namespace=config.get("linux_bridge", "outside_namespace") or OUTSIDE_NS)
 
     # ------------------------------------------------------------------ lifecycle
     def check(self) -> None:
         if os.geteuid() != 0:
             raise BackendError("the linuxbridge network backend needs root (bridges, taps, namespaces, "
                                "dnsmasq, iptables); run pocketstack as root or use [network] backend = noop")
-        missing = [t for t in ("ip", "dnsmasq", "iptables-restore") if shutil.which(t) is None]
+        missing = [t for t in ("ip", "dnsmasq", "iptables-restore", "ip6tables-restore") if shutil.which(t) is None]
         if missing:
             raise BackendError(f"the linuxbridge network backend needs {', '.join(missing)}: "
                                "run tools/install-system-deps.sh")
@@ -144,16 +169,23 @@ class LinuxBridgeBackend(NetworkBackend):
     def start(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.run_dir, 0o755)
+        self._bridge_netfilter()
+        self.fw_known = self._existing_chains()  # a previous process's chains: adopted
 
     def stop(self, cleanup: bool = False) -> None:
         if not cleanup:
-            return  # bridges, taps, DHCP and routers keep serving running instances
+            return  # bridges, taps, DHCP, routers and filters keep serving running instances
+        self.delete_outside()
         for router_id in list(self.routers):
             self.delete_router(router_id)
         for port_id in list(self.ports):
             self.unplug_port(port_id)
         for net_id in list(set(self.networks) | set(self.dhcp)):
             self.delete_network(net_id)
+        self.remove_firewall()
+
+    def metadata_socket(self) -> str | None:
+        return str(self.run_dir / "metadata.sock") if self.metadata else None
 
     def agent_configurations(self) -> dict:
         return {"interface_mappings": dict(self.mappings), "tunnel_types": ["vxlan"] if self.local_ip else [],
@@ -216,6 +248,7 @@ class LinuxBridgeBackend(NetworkBackend):
         run(["ip", "link", "set", bridge, "up" if network.get("admin_state_up", True) else "down"])
         devices = self._segment_devices(network, bridge)
         self.networks[net_id] = {"bridge": bridge, "devices": devices, "key": key, "mtu": network.get("mtu") or 1500}
+        self._sync_firewall()  # the new bridge's own traffic is accepted
         return bridge
 
     def delete_network(self, network_id: str) -> None:
@@ -232,6 +265,7 @@ class LinuxBridgeBackend(NetworkBackend):
         bridge = bridge_name(network_id)
         if link_exists(bridge):
             run(["ip", "link", "delete", bridge], check=False)
+        self._sync_firewall()
 
     def plug_port(self, port: dict, network: dict) -> dict:
         bridge = self.ensure_network(network)
@@ -249,10 +283,102 @@ class LinuxBridgeBackend(NetworkBackend):
         tap = tap_name(port_id)
         if link_exists(tap):
             run(["ip", "link", "delete", tap], check=False)
+        if self.fw_ports.pop(port_id, None) is not None:
+            self._sync_firewall()
 
+    def present_taps(self) -> list[str]:
+        return [n for n in os.listdir("/sys/class/net") if n.startswith("tap") and len(n) == 14]
+
+    # ------------------------------------------------------------------ security groups
     def apply_security_groups(self, port: dict) -> None:
-        # Not in this slice: ports are unfiltered (docs/network-dataplane.md, "Not yet").
-        return None
+        filtered = port.get("port_security_enabled", True) and not (port.get("device_owner") or "").startswith(
+            "network:")
+        if filtered:
+            self.fw_ports[port["id"]] = port
+        elif self.fw_ports.pop(port["id"], None) is None:
+            return
+        self._sync_firewall()
+
+    @staticmethod
+    def _bridge_netfilter() -> None:
+        """Bridged frames must cross iptables for physdev filtering (br_netfilter)."""
+        flags = [Path("/proc/sys/net/bridge", f"bridge-nf-call-{x}") for x in ("iptables", "ip6tables")]
+        if not flags[0].exists():
+            run(["modprobe", "br_netfilter"], check=False)
+        for flag in flags:
+            try:
+                if flag.read_text().strip() != "1":
+                    flag.write_text("1\n")
+            except OSError as exc:
+                log.warning("security groups are not enforced: cannot enable %s (%s)", flag, exc)
+
+    def _families(self) -> list[str]:
+        return [f for f in firewall.FAMILIES if shutil.which(f + "-restore")]
+
+    @staticmethod
+    def _listing(family: str, chain: str | None = None) -> str:
+        if family == "ebtables":
+            return run(["ebtables", "-L", *([chain] if chain else [])], check=False)
+        return run([family, "-w", "-S", *([chain] if chain else [])], check=False)
+
+    def _existing_chains(self) -> dict[str, set[str]]:
+        """Our chains as the host has them (a previous process's, adopted at start)."""
+        found = {}
+        for family in self._families():
+            names = set()
+            for line in self._listing(family).splitlines():
+                words = line.split()
+                if family == "ebtables" and line.startswith("Bridge chain: "):
+                    names.add(words[2].rstrip(","))
+                elif family != "ebtables" and line.startswith("-N "):
+                    names.add(words[1])
+            found[family] = {n for n in names if n.startswith(f"psq{self.fw_tag}")}
+        return found
+
+    def _sync_firewall(self) -> None:
+        """Write our chains (only where the text changed) and make sure FORWARD jumps to them."""
+        bridges = [n["bridge"] for n in self.networks.values()]
+        if not self.fw_ports and not bridges and not any(self.fw_known.values()):
+            return
+        if time.monotonic() - self._fw_written > self.fw_rewrite_after:
+            self.fw_applied.clear()
+            self._fw_written = time.monotonic()
+        for family in self._families():
+            wanted = firewall.wanted_chains(self.fw_tag, self.fw_ports, family)
+            text = firewall.render(self.fw_tag, list(self.fw_ports.values()), bridges,
+                                   sorted(self.fw_known.get(family, set()) - wanted), family)
+            if self.fw_applied.get(family) != text:
+                run(firewall.restore_command(family), input=text)
+                self.fw_applied[family] = text
+                top = firewall.top_chain(self.fw_tag, family)
+                if f"-j {top}" not in self._listing(family, "FORWARD"):
+                    run([family, *([] if family == "ebtables" else ["-w"]), "-I", "FORWARD", "1", "-j", top])
+                raw = firewall.raw_chain(self.fw_tag)
+                if family != "ebtables" and f"-j {raw}" not in run([family, "-w", "-t", "raw", "-S", "PREROUTING"]):
+                    run([family, "-w", "-t", "raw", "-I", "PREROUTING", "1", "-j", raw])
+            self.fw_known[family] = wanted
+
+    def remove_firewall(self) -> None:
+        """Every chain of ours and the FORWARD jumps to them (stop with cleanup, tests)."""
+        existing = self._existing_chains()
+        for family in self._families():
+            top = firewall.top_chain(self.fw_tag, family)
+            wait = [] if family == "ebtables" else ["-w"]
+            for _ in range(10):
+                if f"-j {top}" not in self._listing(family, "FORWARD"):
+                    break
+                run([family, *wait, "-D", "FORWARD", "-j", top], check=False)
+            chains = sorted(self.fw_known.get(family, set()) | existing.get(family, set()))
+            if chains:
+                run(firewall.restore_command(family), input=firewall.removal(family, chains), check=False)
+            raw = firewall.raw_chain(self.fw_tag)
+            if family != "ebtables" and f"-N {raw}" in run([family, "-w", "-t", "raw", "-S"], check=False):
+                run([family, "-w", "-t", "raw", "-D", "PREROUTING", "-j", raw], check=False)
+                run(firewall.restore_command(family),
+                    input=firewall.removal(family, [raw]).replace("*filter", "*raw"), check=False)
+        self.fw_ports.clear()
+        self.fw_applied.clear()
+        self.fw_known = {}
 
     # ------------------------------------------------------------------ veths into namespaces
     def _veth(self, ns: str, inside: str, outside: str, bridge: str, mac: str, mtu: int) -> None:
@@ -310,6 +436,12 @@ class LinuxBridgeBackend(NetworkBackend):
         by_subnet = {s["id"]: s for s in subnets}
         addrs = sorted(f"{h['ip_address']}/{ipaddress.ip_network(by_subnet[h['subnet_id']]['cidr']).prefixlen}"
                        for h in dhcp_port if h["subnet_id"] in by_subnet)
+        # isolated subnets (no router interface): metadata is served from this namespace
+        routed = {h["subnet_id"] for h in hosts if h.get("device_owner") in ROUTER_OWNERS}
+        dhcp_ip = {h["subnet_id"]: h["ip_address"] for h in dhcp_port}
+        isolated = {s["id"] for s in subnets if s["id"] not in routed and s["id"] in dhcp_ip} if self.metadata else set()
+        if isolated:
+            addrs.append(f"{METADATA_IP}/32")
         plumb_key = _digest(mac, mtu, addrs, bridge)
         if have is None or have.get("plumb") != plumb_key or not link_exists(inside, ns):
             ensure_netns(ns)
@@ -331,6 +463,8 @@ class LinuxBridgeBackend(NetworkBackend):
             if s.get("dns_nameservers"):
                 opt_lines.append(f"tag:{tag},option:dns-server,{','.join(s['dns_nameservers'])}")
             routes = [r for r in s.get("host_routes") or [] if ipaddress.ip_network(r["destination"]).version == 4]
+            if s["id"] in isolated:
+                routes.append({"destination": f"{METADATA_IP}/32", "nexthop": dhcp_ip[s["id"]]})
             if routes:
                 pairs = [f"{r['destination']},{r['nexthop']}" for r in routes]
                 if gw:  # clients ignore option 3 when 121 is present: repeat the default route
@@ -359,37 +493,61 @@ class LinuxBridgeBackend(NetworkBackend):
         except OSError:
             before = set()
         forget = bool(before - set(host_lines))
+        if pid is not None and (forget or (have is not None and have.get("cmd") != cmd)):
+            self._kill(pid)  # before the files change: whoever sees the new files sees the new dnsmasq
+            pid = None
         if files_changed:
             for path, lines in ((hosts_file, host_lines), (opts_file, opt_lines)):
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text("".join(x + "\n" for x in lines))
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, path)
-        if pid is not None and (forget or (have is not None and have.get("cmd") != cmd)):
-            self._kill(pid)
-            pid = None
         if pid is None:
-            self._start_dnsmasq(net_id, ns, cmd, pid_file, folder / "log")
+            self._start_daemon(f"dnsmasq for network {net_id}", ns, [*cmd, "--keep-in-foreground"], pid_file,
+                               folder / "log")
         elif files_changed:
             os.kill(pid, signal.SIGHUP)
         self.dhcp[net_id] = {"ns": ns, "port_id": port_id, "plumb": plumb_key, "files": files_key, "cmd": cmd}
+        if isolated:
+            self._ensure_proxy(folder, ns, ["--network-id", net_id, "--bind", METADATA_IP, "--port", "80"])
+        else:
+            self._stop_proxy(folder)
 
-    def _start_dnsmasq(self, net_id: str, ns: str, cmd: list[str], pid_file: Path, log_file: Path) -> None:
-        """dnsmasq in the foreground as our child (so we reap it), in its own session (so it
-        outlives a pocketstack restart, which then finds it by its pid file)."""
+    def _start_daemon(self, what: str, ns: str, cmd: list[str], pid_file: Path, log_file: Path) -> None:
+        """A server (dnsmasq, a metadata proxy) in the foreground as our child (so we reap it),
+        in its own session (so it outlives a pocketstack restart, which then finds it by its
+        pid file, written once it serves)."""
         with open(log_file, "ab") as log_fh:
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd, "--keep-in-foreground"],
-                                    stdin=subprocess.DEVNULL, stdout=log_fh, stderr=log_fh, start_new_session=True)
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdin=subprocess.DEVNULL, stdout=log_fh,
+                                    stderr=log_fh, start_new_session=True)
         self._children[proc.pid] = proc
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # its pid file appears once it is serving
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise CommandError(f"dnsmasq for network {net_id} exited: "
-                                   f"{log_file.read_text(errors='replace').strip()[-300:]}")
+                raise CommandError(f"{what} exited: {log_file.read_text(errors='replace').strip()[-300:]}")
             if self._pid_alive(pid_file, str(pid_file)) == proc.pid:
                 return
             time.sleep(0.05)
-        raise CommandError(f"dnsmasq for network {net_id} did not start")
+        raise CommandError(f"{what} did not start")
+
+    # ------------------------------------------------------------------ metadata proxies
+    def _ensure_proxy(self, folder: Path, ns: str, args: list[str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        pid_file = folder / "metadata.pid"
+        cmd = [sys.executable, "-m", "pocketstack.network.metadata_proxy", "--socket", self.metadata_socket(),
+               "--pid-file", str(pid_file), *args]
+        pid = self._pid_alive(pid_file, str(pid_file))
+        if pid is not None and _cmdline(pid).split("\0")[:len(cmd)] == cmd:
+            return
+        if pid is not None:
+            self._kill(pid)
+        self._start_daemon(f"metadata proxy in {ns}", ns, cmd, pid_file, folder / "metadata.log")
+
+    def _stop_proxy(self, folder: Path) -> None:
+        pid = self._pid_alive(folder / "metadata.pid", str(folder / "metadata.pid"))
+        if pid is not None:
+            self._kill(pid)
+        (folder / "metadata.pid").unlink(missing_ok=True)
 
     def _reap(self) -> None:
         for pid, proc in list(self._children.items()):
@@ -415,6 +573,7 @@ class LinuxBridgeBackend(NetworkBackend):
     def _stop_dhcp(self, net_id: str) -> None:
         have = self.dhcp.pop(net_id, None)
         folder = self._dhcp_dir(net_id)
+        self._stop_proxy(folder)
         pid = self._pid_alive(folder / "pid", str(folder / "pid"))
         if pid is not None:
             self._kill(pid)
@@ -484,15 +643,61 @@ class LinuxBridgeBackend(NetworkBackend):
             v4 = [ip["ip_address"] for ip in gw["fixed_ips"] if ipaddress.ip_address(ip["ip_address"]).version == 4]
             if router.get("enable_snat", True) and v4:
                 rules.append(f"-A POSTROUTING -o {qg} -m conntrack ! --ctstate DNAT -j SNAT --to-source {v4[0]}")
+        meta = self.metadata and bool(router.get("interfaces"))
+        if meta:
+            rules.append(f"-A PREROUTING -d {METADATA_IP}/32 -i qr-+ -p tcp -m tcp --dport 80 -j REDIRECT "
+                         f"--to-ports {ROUTER_PORT}")
+        rules.append("COMMIT")
+        rules += ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+        if meta:  # only instances (through the REDIRECT) reach the proxy
+            rules.append(f"-A INPUT -p tcp -m tcp --dport {ROUTER_PORT} ! -i qr-+ -j DROP")
         rules.append("COMMIT")
         text = "\n".join(rules) + "\n"
         if text != have["nat"]:
             run(["iptables-restore"], ns=ns, input=text)
             have["nat"] = text
+        folder = self._router_dir(router_id)
+        if meta:
+            self._ensure_proxy(folder, ns, ["--router-id", router_id, "--bind", "0.0.0.0",
+                                            "--port", str(ROUTER_PORT)])
+        else:
+            self._stop_proxy(folder)
+
+    def _router_dir(self, router_id: str) -> Path:
+        return self.run_dir / "router" / router_id
 
     def delete_router(self, router_id: str) -> None:
         have = self.routers.pop(router_id, None)
+        self._stop_proxy(self._router_dir(router_id))
+        shutil.rmtree(self._router_dir(router_id), ignore_errors=True)
         for port_id, _ in (have or {}).get("ifaces", {}).values():
             if link_exists(tap_name(port_id)):
                 run(["ip", "link", "delete", tap_name(port_id)], check=False)
         delete_netns(f"qrouter-{router_id}")  # its veths and nat table go with it
+
+    # ------------------------------------------------------------------ the demo outside world
+    def ensure_outside(self, network: dict) -> None:
+        """`pocketstack-outside`: the external subnet's gateway address (and the default
+        route's end) on a veth into the external network's bridge; never the host's stack."""
+        subnet = next((x for x in network.get("subnets", []) if x.get("ip_version") == 4 and x.get("gateway_ip")),
+                      None)
+        if subnet is None:
+            return
+        address = f"{subnet['gateway_ip']}/{ipaddress.ip_network(subnet['cidr']).prefixlen}"
+        bridge = self.ensure_network(network)
+        want = {"network_id": network["id"], "address": address}
+        ns, outside = self.outside_ns, f"ps-out{self.fw_tag}"
+        if self.outside == want and link_exists(OUTSIDE_INSIDE, ns):
+            return
+        ensure_netns(ns)
+        mac = "fa:16:3f:" + ":".join(network["id"].replace("-", "")[i:i + 2] for i in (0, 2, 4))
+        self._veth(ns, OUTSIDE_INSIDE, outside, bridge, mac, network.get("mtu") or 1500)
+        self._set_addresses(ns, OUTSIDE_INSIDE, [address])
+        self.outside = want
+
+    def delete_outside(self) -> None:
+        if link_exists(f"ps-out{self.fw_tag}"):
+            run(["ip", "link", "delete", f"ps-out{self.fw_tag}"], check=False)
+        if self.outside is not None:
+            delete_netns(self.outside_ns)
+        self.outside = None
