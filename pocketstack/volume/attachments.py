@@ -249,10 +249,12 @@ def detach(sess: Session, ctx, volume_id: str, attachment_id: str | None, *, for
     elif len(atts) > 1:
         raise BadRequest("Invalid volume: the volume has several attachments; name one with attachment_id.")
     if not atts:
-        if force:
-            _sync_status(sess, vol)
-            return
-        raise BadRequest(f"Invalid volume: Volume {vol.id} is not attached.")
+        # As Cinder's manager: detaching a volume that has no attachment left just settles it
+        # as available (a retried or cleanup detach succeeds), unless it is busy elsewhere.
+        if vol.status == "maintenance" or (not force and vol.status in manager.TRANSIENT_VOLUME):
+            raise BadRequest(f"Invalid volume: Volume {vol.id} is {vol.status}, it cannot be detached.")
+        _sync_status(sess, vol)
+        return
     for att in atts:
         att.detach_time = utcnow()
         sess.delete(att)

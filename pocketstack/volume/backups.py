@@ -177,10 +177,7 @@ def create(ctx, body: dict, *, metadata_allowed: bool = True, az_allowed: bool =
             if not candidates:
                 raise InvalidBackup("Invalid backup: No backups available to do an incremental backup.")
             parent = max(candidates, key=lambda b: (b.data_timestamp or b.created_at, b.created_at))
-            if container is not None and container != parent.container:
-                raise InvalidBackup("Invalid backup: An incremental backup must use its parent's container "
-                                    f"({parent.container}).")
-            container = parent.container
+            container = container or parent.container  # another container may hold the new chunks
         container = container or DEFAULT_CONTAINER
         size, owner = vol.size, ctx.project_id
         # Cinder backs up the volume's metadata with its data: a restore brings it back.
@@ -385,7 +382,7 @@ def restore(ctx, backup_id: str, body: dict) -> dict:
         if backup is None or backup.status != "available":
             raise InvalidBackup("Invalid backup: the backup changed state; try again.")
         if new_volume:
-            vtype = types.default_type(sess)
+            vtype = types.default_type(sess, ctx.project_id)
             quotas.lock_project(sess, ctx.project_id)
             quotas.check(sess, ctx.project_id, {"volumes": 1, "gigabytes": size}, vtype.name)
             volume_id = manager.new_id()

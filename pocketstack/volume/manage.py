@@ -31,7 +31,7 @@ def _known_ids(sess) -> set[str]:
     return set(sess.execute(select(m.Volume.id)).scalars())
 
 
-def _check_host(host) -> None:
+def check_host(host) -> None:
     if not isinstance(host, str) or not host:
         raise BadRequest("Missing required element 'host' in request body.")
     if host.split("#", 1)[0] not in (manager.service_host(), manager.host_name()):
@@ -40,7 +40,7 @@ def _check_host(host) -> None:
 
 def manageable(ctx, host) -> list[dict]:
     volumes.enforce(ctx, "volume_extension:list_manageable", ctx.project_id)
-    _check_host(host)
+    check_host(host)
     with current().db.session() as sess:
         known = _known_ids(sess)
     out = []
@@ -55,7 +55,7 @@ def manageable(ctx, host) -> list[dict]:
 
 def manage(ctx, body: dict) -> str:
     volumes.enforce(ctx, "volume_extension:volume_manage", ctx.project_id)
-    _check_host(body.get("host"))
+    check_host(body.get("host"))
     ref = body.get("ref")
     if not isinstance(ref, dict) or not (ref.get("source-name") or ref.get("source-id")):
         raise BadRequest("Manage volume: 'ref' must hold 'source-name' (volume-<id>) or 'source-id'.")
@@ -68,7 +68,9 @@ def manage(ctx, body: dict) -> str:
         raise BadRequest(f"Invalid input received: Availability zone '{az}' is invalid.")
     from pocketstack.volume.api.common import bool_param
 
-    bootable = bool_param(body.get("bootable", False), "bootable")
+    # openstackclient sends `"bootable": null` unless --bootable/--non-bootable is given; Cinder's
+    # schema would refuse that (so the CLI cannot manage there); we read it as the default.
+    bootable = bool_param(body.get("bootable") or False, "bootable")
     found = next((i for i in manager.backend().list_manageable() if i["name"] == source), None)
     if found is None:
         raise BadRequest(f"Manage existing volume failed due to invalid backend reference {ref}: "
@@ -80,7 +82,7 @@ def manage(ctx, body: dict) -> str:
         if source[len("volume-"):] in _known_ids(sess):
             raise BadRequest(f"Manage existing volume failed: {source} is already managed.")
         vtype = types.get_type(sess, ctx, str(body["volume_type"])) if body.get("volume_type") \
-            else types.default_type(sess)
+            else types.default_type(sess, project)
         quotas.lock_project(sess, project)
         quotas.check(sess, project, {"volumes": 1, "gigabytes": size}, vtype.name)
         vol = m.Volume(id=volume_id, project_id=project, user_id=ctx.user_id, name=name, description=description,

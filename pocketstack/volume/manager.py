@@ -128,6 +128,13 @@ def repair_interrupted() -> list[str]:
         sess.execute(update(m.Backup).where(m.Backup.status == "restoring").values(status="available"))
         sess.execute(update(m.Backup).where(m.Backup.status.in_(TRANSIENT_BACKUP)).values(
             status="error", fail_reason="interrupted: pocketstack stopped while it ran"))
+        # Groups only change rows (their volumes and snapshots were repaired above).
+        sess.execute(update(m.Group).where(m.Group.status == "updating").values(status="available"))
+        sess.execute(update(m.Group).where(m.Group.status == "creating").values(status="error"))
+        sess.execute(update(m.Group).where(m.Group.status == "deleting").values(status="error_deleting"))
+        sess.execute(update(m.GroupSnapshot).where(m.GroupSnapshot.status == "creating").values(status="error"))
+        sess.execute(update(m.GroupSnapshot).where(m.GroupSnapshot.status == "deleting").values(
+            status="error_deleting"))
     return repaired
 
 

@@ -139,6 +139,7 @@ class Snapshot(Base):
     volume_type_id: Mapped[str | None] = mapped_column(String(36))
     provider_location: Mapped[str | None] = mapped_column(String(255))
     consumes_quota: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    group_snapshot_id: Mapped[str | None] = mapped_column(String(36), index=True)  # migration 0002
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
@@ -247,3 +248,84 @@ class Service(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+
+
+# ---------------------------------------------------------------------------- groups (migration 0002)
+class GroupType(Base):
+    __tablename__ = "volume_group_type"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    description: Mapped[str | None] = mapped_column(String(255))
+    is_public: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class GroupTypeSpec(Base):
+    __tablename__ = "volume_group_type_spec"
+    group_type_id: Mapped[str] = mapped_column(String(36), ForeignKey("volume_group_type.id", ondelete="CASCADE"),
+                                               primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255), nullable=False)
+
+
+class Group(Base):
+    """A generic volume group (3.13+): volumes of the group's volume types snapshotted together."""
+
+    __tablename__ = "volume_group"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    availability_zone: Mapped[str] = mapped_column(String(255), nullable=False)
+    group_type_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    group_snapshot_id: Mapped[str | None] = mapped_column(String(36))
+    source_group_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class GroupVolumeType(Base):
+    __tablename__ = "volume_group_volume_type"
+    group_id: Mapped[str] = mapped_column(String(36), ForeignKey("volume_group.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    volume_type_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class GroupSnapshot(Base):
+    __tablename__ = "volume_group_snapshot"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    project_id: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    group_type_id: Mapped[str] = mapped_column(String(36), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class VolumeTypeEncryption(Base):
+    """A volume type's encryption spec (`/types/{id}/encryption`; migration 0002)."""
+
+    __tablename__ = "volume_type_encryption"
+    volume_type_id: Mapped[str] = mapped_column(String(36), ForeignKey("volume_type.id", ondelete="CASCADE"),
+                                                primary_key=True)
+    encryption_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    provider: Mapped[str] = mapped_column(String(255), nullable=False)
+    cipher: Mapped[str | None] = mapped_column(String(255))
+    key_size: Mapped[int | None] = mapped_column(Integer)
+    control_location: Mapped[str] = mapped_column(String(32), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProjectDefaultType(Base):
+    """A project's own default volume type (3.62 `/default-types`; migration 0002)."""
+
+    __tablename__ = "volume_project_default_type"
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    volume_type_id: Mapped[str] = mapped_column(String(36), ForeignKey("volume_type.id"), nullable=False)

@@ -67,8 +67,9 @@ def usage(sess: Session, project_id: str) -> dict[str, int]:
                          .where(m.Snapshot.project_id == project_id, m.Snapshot.consumes_quota.is_(True))).one()
     backups = sess.execute(select(func.count(), func.coalesce(func.sum(m.Backup.size), 0))
                            .where(m.Backup.project_id == project_id)).one()
+    groups = sess.execute(select(func.count()).select_from(m.Group).where(m.Group.project_id == project_id)).scalar()
     out = {"volumes": vols[0], "gigabytes": int(vols[1]) + int(snaps[1]), "snapshots": snaps[0],
-           "backups": backups[0], "backup_gigabytes": int(backups[1]), "groups": 0, "per_volume_gigabytes": 0}
+           "backups": backups[0], "backup_gigabytes": int(backups[1]), "groups": groups, "per_volume_gigabytes": 0}
     types = {t.id: t.name for t in sess.execute(select(m.VolumeType)).scalars()}
     for name in types.values():
         for res in PER_TYPE:

@@ -14,7 +14,7 @@ from pocketstack.volume.policies import DEFAULTS
 def app():
     # Importing the route modules registers their routes on the shared Api object.
     from pocketstack.volume.api import misc, snapshots, types, versions, volumes  # noqa: F401
-    from pocketstack.volume.api import backups, manage, transfers  # noqa: F401
+    from pocketstack.volume.api import backups, encryption, groups, manage, transfers  # noqa: F401
     from pocketstack.volume.api.common import MicroversionMiddleware, api
 
     return MicroversionMiddleware(api.app())

@@ -149,6 +149,9 @@ def delete(ctx, snapshot_id: str, *, force: bool = False) -> None:
         if not force and snap.status not in ("available", "error", "error_deleting"):
             raise BadRequest(f"Invalid snapshot: Snapshot status must be available or error and must not be part "
                              f"of a group, but is {snap.status}.")
+        if snap.group_snapshot_id:
+            raise BadRequest(f"Invalid snapshot: Snapshot {snap.id} is part of group snapshot "
+                             f"{snap.group_snapshot_id}; delete the group snapshot instead.")
         children = sess.execute(select(m.Volume.id).where(m.Volume.snapshot_id == snap.id,
                                                           m.Volume.status == "creating")).first()
         if children:

@@ -47,7 +47,11 @@ def get_type(sess: Session, ctx: AuthContext | None, ident: str) -> m.VolumeType
     return vt
 
 
-def default_type(sess: Session) -> m.VolumeType:
+def default_type(sess: Session, project_id: str | None = None) -> m.VolumeType:
+    """The project's own default (3.62 `/default-types`), else `[DEFAULT] default_volume_type`."""
+    own = sess.get(m.ProjectDefaultType, project_id) if project_id else None
+    if own is not None and sess.get(m.VolumeType, own.volume_type_id) is not None:
+        return sess.get(m.VolumeType, own.volume_type_id)
     name = current().config.get("DEFAULT", "default_volume_type", "") or DEFAULT_TYPE
     vt = sess.execute(select(m.VolumeType).where(m.VolumeType.name == name)).scalars().first()
     if vt is None:
@@ -68,11 +72,16 @@ def specs_of(sess: Session, type_id: str) -> dict[str, str]:
         select(m.VolumeTypeExtraSpec).where(m.VolumeTypeExtraSpec.type_id == type_id)).scalars()}
 
 
-def render(sess: Session, ctx: AuthContext | None, vt: m.VolumeType) -> dict:
-    body = {"id": vt.id, "name": vt.name, "description": vt.description, "is_public": vt.is_public,
-            "os-volume-type-access:is_public": vt.is_public}
-    if is_admin(ctx):
+def render(sess: Session, ctx: AuthContext | None, vt: m.VolumeType, manage: str | None = None) -> dict:
+    """Show/list view; `manage` ("create" / "update") is the types_manage answer, which as
+    Cinder's always has the extra specs and never the QoS id; only create (like show and
+    list) carries the type-access extension's `os-volume-type-access:is_public`."""
+    body = {"id": vt.id, "name": vt.name, "description": vt.description, "is_public": vt.is_public}
+    if manage != "update":
+        body["os-volume-type-access:is_public"] = vt.is_public
+    if is_admin(ctx) or manage:
         body["extra_specs"] = specs_of(sess, vt.id)
+    if is_admin(ctx) and not manage:
         body["qos_specs_id"] = vt.qos_specs_id
     return body
 
@@ -149,7 +158,8 @@ def update(sess: Session, ctx, type_id: str, body: dict) -> m.VolumeType:
 
 def delete_type(sess: Session, ctx, type_id: str) -> None:
     vt = get_type(sess, ctx, type_id)
-    if vt.name == DEFAULT_TYPE or vt.id == default_type(sess).id:
+    if vt.name == DEFAULT_TYPE or vt.id == default_type(sess).id or sess.execute(
+            select(m.ProjectDefaultType.project_id).where(m.ProjectDefaultType.volume_type_id == vt.id)).first():
         raise BadRequest("Default volume type can not be deleted.")
     in_use = sess.execute(select(m.Volume.id).where(m.Volume.volume_type_id == vt.id)).first()
     if in_use:

@@ -10,6 +10,7 @@ anyone else gets a 404 (never a 403 that would confirm it exists).
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Iterable
 
@@ -21,7 +22,7 @@ from pocketstack.common.context import AuthContext
 from pocketstack.common.db import utcnow
 from pocketstack.common.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
 from pocketstack.common.runtime import current
-from pocketstack.volume import manager, quotas, types
+from pocketstack.volume import manager, quotas, scheduler, types
 from pocketstack.volume import models as m
 from pocketstack.volume.backends.base import BackendError
 
@@ -210,8 +211,12 @@ def _string(body: dict, key: str, limit: int = 255) -> str | None:
     return value
 
 
-def create(ctx: AuthContext, body: dict) -> str:
-    """Validate, check quotas, add the row (status `creating`) and start the backend work."""
+def create(ctx: AuthContext, body: dict, group_statuses: tuple[str, ...] = ("available",),
+           later: list | None = None) -> str:
+    """Validate, check quotas, add the row (status `creating`) and start the backend work.
+    `group_statuses`: the states the group named by `group_id` may be in (a group being made
+    from a source is still `creating` when its volumes are added). With `later`, the backend
+    work is appended to it as a callable instead of being submitted (the caller runs it)."""
     project_id = ctx.project_id
     enforce(ctx, "volume:create", project_id)
     allowed = {"size", "name", "description", "display_name", "display_description", "volume_type",
@@ -294,11 +299,18 @@ def create(ctx: AuthContext, body: dict) -> str:
         elif source_type_id and sess.get(m.VolumeType, source_type_id) is not None:
             vtype = sess.get(m.VolumeType, source_type_id)
         else:
-            vtype = types.default_type(sess)
+            vtype = types.default_type(sess, project_id)
+        from pocketstack.volume import encryption
+
+        encryption.refuse_encrypted(sess, vtype.id)
         specs = types.specs_of(sess, vtype.id)
+        schedulable, no_host = scheduler.backend_passes(specs, manager.backend().capabilities())
         if multiattach is False and specs.get("multiattach", "").lower() in ("<is> true", "true"):
             multiattach = True
         type_id, type_name = vtype.id, vtype.name
+        group_id = body.get("group_id")
+        if group_id:
+            _check_group(sess, ctx, str(group_id), type_id, group_statuses)
 
     volume_id = manager.new_id()
     with current().db.session() as sess:
@@ -310,7 +322,7 @@ def create(ctx: AuthContext, body: dict) -> str:
                        volume_type_id=type_id, snapshot_id=snapshot_id, source_volid=source_volid,
                        image_id=image["id"] if image else None, bootable=bool(image) or bool(
                            source_volid and sess.get(m.Volume, source_volid).bootable),
-                       multiattach=multiattach, created_at=utcnow())
+                       multiattach=multiattach, group_id=group_id or None, created_at=utcnow())
         sess.add(vol)
         sess.flush()
         for key, value in metadata.items():
@@ -318,9 +330,36 @@ def create(ctx: AuthContext, body: dict) -> str:
         for key, value in image_meta.items():
             sess.add(m.VolumeImageMetadata(volume_id=volume_id, key=key, value=value))
         emit("create.start", vol, ctx)
-    current().tasks.submit("volume.create", _build, volume_id, size, snapshot_id, source_volid,
-                           image["id"] if image else None, ctx)
+    if not schedulable:  # Cinder's scheduler: no valid backend -> error and a user message
+        current().tasks.submit("volume.create", _no_valid_host, volume_id, no_host)
+        return volume_id
+    build = (volume_id, size, snapshot_id, source_volid, image["id"] if image else None, ctx)
+    if later is not None:
+        later.append(lambda: _build(*build))
+    else:
+        current().tasks.submit("volume.create", _build, *build)
     return volume_id
+
+
+def _check_group(sess: Session, ctx, group_id: str, type_id: str, statuses: tuple[str, ...]) -> None:
+    grp = sess.get(m.Group, group_id)
+    if grp is None or (not is_admin(ctx) and grp.project_id != ctx.project_id):
+        raise NotFound(f"Group {group_id} could not be found.")
+    if grp.status not in statuses:
+        raise BadRequest(f"Invalid Group: Group status must be available, but current status is: {grp.status}.")
+    allowed = sess.execute(select(m.GroupVolumeType.volume_type_id).where(m.GroupVolumeType.group_id == grp.id)
+                           ).scalars().all()
+    if type_id not in allowed:
+        raise BadRequest(f"Invalid input received: Invalid volume_type provided: {type_id}. It is not one of the "
+                         f"volume types of group {grp.id}.")
+
+
+def _no_valid_host(volume_id: str, reason: str) -> None:
+    from pocketstack.volume import messages
+
+    log.info("no valid backend for volume %s: %s", volume_id, reason)
+    set_status(volume_id, "error")
+    messages.record(volume_id, "VOLUME", "VOLUME_001_001", f"No valid backend was found. {reason}")
 
 
 def _image_properties(image: dict) -> dict[str, str]:
@@ -529,6 +568,11 @@ def delete(ctx, volume_id: str, *, cascade: bool = False, force: bool = False) -
                                     "or error_extending or error_managing and must not be migrating, attached, "
                                     "belong to a group, have snapshots, awaiting a transfer, or be disassociated "
                                     "from snapshots after volume transfer.")
+        if vol.group_id:
+            raise InvalidVolume("Invalid volume: Volume status must be available or error or error_restoring "
+                                "or error_extending or error_managing and must not be migrating, attached, "
+                                "belong to a group, have snapshots, awaiting a transfer, or be disassociated "
+                                "from snapshots after volume transfer.")
         snaps = list(sess.execute(select(m.Snapshot).where(m.Snapshot.volume_id == vol.id)).scalars())
         if snaps and not cascade:
             raise InvalidVolume("Invalid volume: Volume has snapshots; delete them first or use cascade.")
@@ -607,6 +651,71 @@ def _extend(volume_id: str, size: int, previous: str, ctx) -> None:
             emit("resize.end", vol, ctx)
 
 
+def extend_completion(ctx, volume_id: str, error: bool) -> None:
+    """`os-extend_volume_completion` (3.71): finish (or, with `error`, fail) an extend that a
+    backend left in `extending` while it waits for the compute host's feedback. Such an
+    extend records its target in the admin metadata `extend_new_size` and
+    `extend_reservations` (a JSON list); without them there is nothing to complete. Our
+    own backends finish online extends themselves and never wait, as most Cinder drivers."""
+    with current().db.session() as sess:
+        vol = load(sess, ctx, volume_id, "volume_extension:volume_admin_actions:extend_volume_completion")
+        if vol.status != "extending":
+            raise InvalidVolume("Invalid volume: Volume is not being extended.")
+        rows = {k: sess.get(m.VolumeAdminMetadata, (vol.id, k)) for k in ("extend_new_size", "extend_reservations")}
+        try:
+            new_size = int(rows["extend_new_size"].value)
+            reservations = json.loads(rows["extend_reservations"].value)
+        except (AttributeError, ValueError):
+            raise InvalidVolume("Invalid volume: Required volume admin metadata is malformed or missing.") from None
+        if new_size <= vol.size:
+            raise InvalidVolume(f"Invalid volume: The target volume size provided in volume admin metadata "
+                                f"{new_size} is smaller or equal to the current volume size.")
+        if not isinstance(reservations, list):
+            raise InvalidVolume("Invalid volume: The stored quota reservations for extending the volume must "
+                                "be in a list format.")
+        for row in rows.values():
+            sess.delete(row)
+        if error:
+            vol.status, vol.updated_at = "error_extending", utcnow()
+        else:
+            attached = sess.execute(select(m.Attachment.id).where(m.Attachment.volume_id == vol.id)).first()
+            vol.status, vol.size, vol.updated_at = ("in-use" if attached else "available"), new_size, utcnow()
+            emit("resize.end", vol, ctx)
+    if error:
+        from pocketstack.volume import messages
+
+        messages.record(volume_id, "VOLUME", "VOLUME_005_001", "the compute host reported an error")
+
+
+def check_reimage(ctx, volume_id: str, image_id: str, reserved: bool) -> str:
+    """Cinder's preconditions for `os-reimage`: one attachment at most (409), status available
+    or error (or reserved with `reimage_reserved`), an active image that fits the volume."""
+    from pocketstack.image import core as image_core
+
+    with current().db.session() as sess:
+        vol = load(sess, ctx, volume_id)
+        enforce(ctx, "volume:reimage_reserved" if vol.status == "reserved" else "volume:reimage", vol.project_id)
+        if sess.execute(select(func.count()).select_from(m.Attachment).where(m.Attachment.volume_id == vol.id)
+                        ).scalar() > 1:
+            raise Conflict("Cannot re-image a volume which is attached to more than one server.")
+        allowed = ("available", "error", "reserved") if reserved else ("available", "error")
+        if vol.status not in allowed:
+            raise InvalidVolume(f"Invalid volume: Volume {vol.id} status must be {' or '.join(allowed)}, but "
+                                f"current status is {vol.status}.")
+        size = vol.size
+    try:
+        image = image_core.get_image(image_id, ctx)
+    except NotFound:
+        raise NotFound(f"Image {image_id} could not be found.") from None
+    if image.get("status") != "active":
+        raise BadRequest(f"Invalid input received: Image {image_id} is not active.")
+    image_gb = max(1, -(-int(image.get("size") or 0) // (1 << 30)), int(image.get("min_disk") or 0))
+    if image_gb > size:
+        raise BadRequest(f"Invalid input received: Size of specified image {image_gb}GB is larger than volume "
+                         f"size {size}GB.")
+    return image["id"]
+
+
 def reset_status(sess: Session, ctx, volume_id: str, body: dict) -> None:
     vol = load(sess, ctx, volume_id, "volume_extension:volume_admin_actions:reset_status")
     if not body or not ({"status", "attach_status", "migration_status"} & set(body)):
@@ -669,6 +778,11 @@ def retype(ctx, volume_id: str, body: dict) -> None:
         vtype = types.get_type(sess, ctx, str(new_type))
         if vtype.id == vol.volume_type_id:
             raise BadRequest("Invalid input received: New volume type must be different from the current one.")
+        if vol.group_id:
+            raise InvalidVolume("Invalid volume: a volume in a group cannot be retyped; remove it from the group.")
+        from pocketstack.volume import encryption
+
+        encryption.refuse_encrypted(sess, vtype.id, "retype a volume to a type")
         old_type = sess.get(m.VolumeType, vol.volume_type_id) if vol.volume_type_id else None
     with current().db.session() as sess:
         quotas.lock_project(sess, vol.project_id)

@@ -157,3 +157,26 @@ def test_cinderclient_transfer(tcloud, people):
     assert accepted.volume_id == vol.id
     assert taker.volumes.get(vol.id).status == "available"
     taker.volumes.delete(vol.id)
+
+
+def test_transfer_list_pagination_3_59(tcloud):
+    api = Api(tcloud, "admin")
+    made = []
+    for name in ("pg-b", "pg-a", "pg-c"):
+        vol = api("POST", "/volumes", {"volume": {"size": 1, "name": name}}).json()["volume"]
+        wait_api(api, f"/volumes/{vol['id']}", "volume", "available")
+        made.append(api("POST", "/volume-transfers", {"transfer": {"volume_id": vol["id"], "name": name}},
+                        version="3.55").json()["transfer"])
+    names = [t["name"] for t in api("GET", "/volume-transfers?sort=name:asc", version="3.59").json()["transfers"]]
+    assert names == ["pg-a", "pg-b", "pg-c"]
+    page = api("GET", "/volume-transfers/detail?sort=name:desc&limit=2", version="3.59").json()
+    assert [t["name"] for t in page["transfers"]] == ["pg-c", "pg-b"] and page["transfers_links"]
+    rest = api("GET", f"/volume-transfers?sort=name:desc&limit=2&marker={page['transfers'][-1]['id']}",
+               version="3.59").json()
+    assert [t["name"] for t in rest["transfers"]] == ["pg-a"] and "transfers_links" not in rest
+    assert len(api("GET", "/volume-transfers?limit=1", version="3.58").json()["transfers"]) == 3  # before 3.59
+    assert api("GET", "/volume-transfers?marker=nope", version="3.59").status_code == 404
+    assert api("GET", "/volume-transfers?sort=bogus:asc", version="3.59").status_code == 400
+    for tr in made:
+        api("DELETE", f"/volume-transfers/{tr['id']}", version="3.55")
+        api("DELETE", f"/volumes/{tr['volume_id']}")

@@ -232,9 +232,13 @@ def test_bad_input_gets_cinder_errors_never_500(vcloud):
         time.sleep(0.1)
     for action, status in [({"os-extend": {"new_size": 1}}, 400), ({"os-extend": {}}, 400),
                            ({"os-no-such": {}}, 400), ({"os-reset_status": {"status": "bogus"}}, 400),
-                           ({"os-detach": {}}, 400), ({"os-attach": {"mountpoint": "/dev/vdb"}}, 400)]:
+                           ({"os-detach": {"attachment_id": "nope"}}, 404),
+                           ({"os-attach": {"mountpoint": "/dev/vdb"}}, 400)]:
         r = api("POST", f"/volumes/{vol['id']}/action", action)
         assert r.status_code == status, (action, r.text)
+    # as Cinder's manager: detaching a volume with no attachment left just settles it available
+    assert api("POST", f"/volumes/{vol['id']}/action", {"os-detach": {}}).status_code == 202
+    assert api("GET", f"/volumes/{vol['id']}").json()["volume"]["status"] == "available"
     r = api("GET", "/volumes", version="3.99")
     assert r.status_code == 406
     api("DELETE", f"/volumes/{vol['id']}")
@@ -319,7 +323,7 @@ def test_attach_actions_and_attachments_api(vcloud):
 def test_microversion_fields_services_pools_az(vcloud):
     api = Api(vcloud)
     r = httpx.get(vcloud.url + "/volume/")
-    assert r.status_code == 300 and r.json()["versions"][0]["version"] == "3.70"
+    assert r.status_code == 300 and r.json()["versions"][0]["version"] == "3.71"
     vol = api("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]
     base = api("GET", f"/volumes/{vol['id']}").json()["volume"]
     assert "volume_type_id" not in base and "group_id" not in base
@@ -338,3 +342,157 @@ def test_microversion_fields_services_pools_az(vcloud):
     assert zones[0]["Zone Name"] == "nova"
     api("DELETE", f"/volumes/{vol['id']}")
     assert json.loads(json.dumps(base))  # serialisable as returned
+
+
+def test_extend_volume_completion_3_71(vcloud):
+    """`os-extend_volume_completion` (3.71, admin): only for a volume left `extending` with the
+    target size in its admin metadata (a backend waiting for the compute host); it then
+    finishes (size, status from the attachments) or fails the extend (error_extending)."""
+    import sqlite3
+
+    api = Api(vcloud)
+    conn = vcloud.sdk(block_storage_api_version="3.71")
+    vol = conn.block_storage.create_volume(size=1, name="grow")
+    conn.block_storage.wait_for_status(vol, "available", wait=30)
+    # not extending: 400 with Cinder's reason (openstacksdk and raw HTTP)
+    with pytest.raises(Exception, match="not being extended"):
+        conn.block_storage.complete_volume_extend(vol)
+    api("POST", f"/volumes/{vol.id}/action", {"os-reset_status": {"status": "extending"}})
+    r = api("POST", f"/volumes/{vol.id}/action", {"os-extend_volume_completion": {"error": False}}, version="3.71")
+    assert r.status_code == 400 and "admin metadata" in r.json()["badRequest"]["message"]
+    r = api("POST", f"/volumes/{vol.id}/action", {"os-extend_volume_completion": {"bogus": 1}}, version="3.71")
+    assert r.status_code == 400
+
+    def waiting(volume_id, new_size, reservations="[]"):  # what a backend waiting for feedback records
+        with sqlite3.connect(vcloud.state_dir / "pocketstack.db") as db:
+            db.executemany("INSERT INTO volume_admin_metadata (volume_id, key, value) VALUES (?, ?, ?)",
+                           [(volume_id, "extend_new_size", str(new_size)),
+                            (volume_id, "extend_reservations", reservations)])
+
+    waiting(vol.id, 3)
+    user, pw = project_user(vcloud, "ext-member")
+    assert Api(vcloud, user, pw, "ext-member")("POST", f"/volumes/{vol.id}/action",
+                                               {"os-extend_volume_completion": {}}).status_code == 404
+    conn.block_storage.complete_volume_extend(vol)  # error=False
+    got = api("GET", f"/volumes/{vol.id}").json()["volume"]
+    assert got["size"] == 3 and got["status"] == "available"
+    r = api("POST", f"/volumes/{vol.id}/action", {"os-extend_volume_completion": {}})
+    assert r.status_code == 400  # done: not extending any more
+
+    api("POST", f"/volumes/{vol.id}/action", {"os-reset_status": {"status": "extending"}})
+    waiting(vol.id, 5)
+    assert api("POST", f"/volumes/{vol.id}/action", {"os-extend_volume_completion": {"error": True}}
+               ).status_code == 202
+    got = api("GET", f"/volumes/{vol.id}").json()["volume"]
+    assert got["size"] == 3 and got["status"] == "error_extending"
+    msgs = api("GET", "/messages", version="3.3").json()["messages"]
+    assert any(m_["resource_uuid"] == vol.id for m_ in msgs)
+    api("POST", f"/volumes/{vol.id}/action", {"os-reset_status": {"status": "extending"}})
+    waiting(vol.id, 2)  # not bigger than the volume
+    r = api("POST", f"/volumes/{vol.id}/action", {"os-extend_volume_completion": {}})
+    assert r.status_code == 400 and "smaller or equal" in r.json()["badRequest"]["message"]
+    api("POST", f"/volumes/{vol.id}/action", {"os-reset_status": {"status": "available"}})
+    conn.block_storage.delete_volume(vol)
+
+
+def test_reimage_3_68_cinderclient(vcloud, tmp_path):
+    """`os-reimage` (3.68, python-cinderclient's `volumes.reimage`): the image's bytes and
+    metadata replace the volume's; Cinder's refusals."""
+    from cinderclient import client as cinder_client
+    from cinderclient import exceptions as cinder_exc
+    from keystoneauth1 import loading, session as ks_session
+
+    data = b"reimaged!" * 5000
+    src = tmp_path / "re.raw"
+    src.write_bytes(data)
+    image = vcloud.os_json("image", "create", "--disk-format", "raw", "--container-format", "bare",
+                           "--file", str(src), "--property", "os_distro=again", "reimg")
+    vol = vcloud.os_json("volume", "create", "--size", "1", "toreimage")
+    wait_for(vcloud, "volume", vol["id"], "available")
+    path = vcloud.state_dir / "volume" / "file" / f"volume-{vol['id']}"
+    with open(path, "r+b") as fh:
+        fh.write(b"old contents" * 10000)
+    auth = loading.get_plugin_loader("password").load_from_options(
+        auth_url=vcloud.auth_url, username="admin", password=vcloud.admin_password, project_name="admin",
+        user_domain_name="Default", project_domain_name="Default")
+    sess = ks_session.Session(auth=auth)
+    r = Api(vcloud)("POST", f"/volumes/{vol['id']}/action", {"os-reimage": {"image_id": image["id"]}},
+                    version="3.67")
+    assert r.status_code == 400  # not an action before 3.68
+    cinder = cinder_client.Client("3.68", session=sess)
+    with pytest.raises(cinder_exc.NotFound):
+        cinder.volumes.reimage(vol["id"], "00000000-0000-0000-0000-000000000000")
+    cinder.volumes.reimage(vol["id"], image["id"])
+    end = time.monotonic() + 60
+    while (got := cinder.volumes.get(vol["id"])).status != "available" or \
+            getattr(got, "volume_image_metadata", {}).get("image_id") != image["id"]:
+        assert time.monotonic() < end and got.status in ("available", "downloading"), got.status
+        time.sleep(0.2)
+    assert got.volume_image_metadata["os_distro"] == "again"
+    with open(path, "rb") as fh:
+        head = fh.read(len(data) + 12)
+    assert head == data + bytes(12)  # the old bytes are gone
+    # in-use (reserved without reimage_reserved) and too-small volumes are refused
+    api = Api(vcloud)
+    api("POST", f"/volumes/{vol['id']}/action", {"os-reset_status": {"status": "reserved"}})
+    r = api("POST", f"/volumes/{vol['id']}/action", {"os-reimage": {"image_id": image["id"]}}, version="3.68")
+    assert r.status_code == 400 and "status must be available or error" in r.json()["badRequest"]["message"]
+    api("POST", f"/volumes/{vol['id']}/action", {"os-reset_status": {"status": "available"}})
+    vcloud.openstack("volume", "delete", vol["id"])
+
+
+def test_resource_filters_3_33_and_time_filters_3_60(vcloud):
+    listed = vcloud.os_json("--os-volume-api-version", "3.33", "block", "storage", "resource", "filter", "list")
+    by_name = {r["Resource"]: r["Filters"] for r in listed}
+    assert "status" in by_name["volume"] and "volume_id" in by_name["snapshot"]
+    shown = vcloud.os_json("--os-volume-api-version", "3.33", "block", "storage", "resource", "filter", "show",
+                           "backup")
+    assert "container" in shown["Filters"]
+    api = Api(vcloud)
+    assert api("GET", "/resource_filters", version="3.32").status_code == 404
+
+    vol = api("POST", "/volumes", {"volume": {"size": 1, "name": "timed"}}).json()["volume"]
+    created = api("GET", f"/volumes/{vol['id']}").json()["volume"]["created_at"]
+
+    def names(when, version="3.60"):
+        r = api("GET", "/volumes", version=version, params={"created_at": when})
+        return {v["name"] for v in r.json()["volumes"]}
+
+    assert "timed" in names(f"gte:{created}")
+    assert "timed" in names("lt:2999-01-01T00:00:00,gt:2000-01-01T00:00:00")
+    assert "timed" not in names(f"gt:{created}")
+    assert "timed" in names(f"gt:{created}", version="3.59")  # not a filter before 3.60
+    r = api("GET", "/volumes?created_at=after:yesterday", version="3.60")
+    assert r.status_code == 400 and "badRequest" in r.json()
+    api("DELETE", f"/volumes/{vol['id']}")
+
+
+def test_project_default_types_3_62(vcloud):
+    """`/default-types` (3.62) through openstacksdk: a project's own default type is used by
+    its type-less creates and by `GET /types/default` there; admin only."""
+    vcloud.openstack("volume", "type", "create", "proj-default")
+    type_id = vcloud.os_json("volume", "type", "show", "proj-default")["id"]
+    user, pw = project_user(vcloud, "dt-proj")
+    project_id = vcloud.os_json("project", "show", "dt-proj")["id"]
+    conn = vcloud.sdk(block_storage_api_version="3.67")
+    got = conn.block_storage.set_default_type(project_id, "proj-default")
+    assert got.volume_type_id == type_id and got.project_id == project_id
+    assert conn.block_storage.show_default_type(project_id).volume_type_id == type_id
+    assert project_id in [d.project_id for d in conn.block_storage.default_types()]
+    member = Api(vcloud, user, pw, "dt-proj")
+    assert member("GET", "/types/default").json()["volume_type"]["name"] == "proj-default"
+    assert Api(vcloud)("GET", "/types/default").json()["volume_type"]["name"] == "__DEFAULT__"
+    vol = member("POST", "/volumes", {"volume": {"size": 1}}).json()["volume"]
+    assert vol["volume_type"] == "proj-default"
+    assert member("PUT", f"/default-types/{project_id}", {"default_type": {"volume_type": "__DEFAULT__"}},
+                  version="3.62").status_code == 403
+    api = Api(vcloud)
+    assert api("GET", f"/default-types/{project_id}", version="3.61").status_code == 404  # 3.62+
+    r = api("PUT", f"/default-types/{project_id}", {"default_type": {"volume_type": "nope"}}, version="3.62")
+    assert r.status_code == 400
+    assert api("DELETE", "/types/" + type_id).status_code == 400  # a project's default
+    conn.block_storage.unset_default_type(project_id)
+    assert api("GET", f"/default-types/{project_id}", version="3.62").status_code == 404
+    assert member("GET", "/types/default").json()["volume_type"]["name"] == "__DEFAULT__"
+    wait_for(vcloud, "volume", vol["id"], "available")
+    member("DELETE", f"/volumes/{vol['id']}")

@@ -19,7 +19,7 @@ from pocketstack.common.runtime import current
 from pocketstack.common.web import Api
 
 MIN_VERSION = "3.0"
-MAX_VERSION = "3.70"
+MAX_VERSION = "3.71"
 SCOPE_KEY = "pocketstack.volume.version"
 
 

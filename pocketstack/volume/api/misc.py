@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from pocketstack.common.db import utcnow
 from pocketstack.common.errors import BadRequest, NotFound
@@ -125,8 +125,9 @@ def list_services(req):
     enforce(req.context, "volume_extension:services:index", req.context.project_id)
     with session() as sess:
         q = select(m.Service).order_by(m.Service.id)
-        if req.query.get("host"):
-            q = q.where(m.Service.host == req.query["host"])
+        host = req.query.get("host")
+        if host:  # as Cinder: `vm` also matches the backends `vm@file` and pools `vm@file#file`
+            q = q.where(_on_host(m.Service.host, host))
         if req.query.get("binary"):
             q = q.where(m.Service.binary == req.query["binary"])
         return {"services": [_render_service(s, req) for s in sess.execute(q).scalars()]}
@@ -145,6 +146,8 @@ def update_service(req):
     with session() as sess:
         svc = sess.execute(select(m.Service).where(m.Service.host == host, m.Service.binary == binary)
                            ).scalars().first()
+        if svc is None and action in ("freeze", "thaw"):  # Cinder's replication lookup: InvalidInput
+            raise BadRequest(f"Invalid input received: No service found with host={host}.")
         if svc is None:
             raise NotFound(f"Service {binary} on host {host} could not be found.")
         if action == "enable":
@@ -206,15 +209,28 @@ def show_host(req):
     with session() as sess:
         if not sess.execute(select(m.Service).where(m.Service.host == host)).scalars().first():
             raise NotFound(f"Host {host} could not be found.")
-        used = sess.execute(select(m.Volume).where(m.Volume.host.like(f"{host}%"))).scalars().all()
-    projects: dict[str, list] = {}
+        used = sess.execute(select(m.Volume).where(_on_host(m.Volume.host, host))
+                            ).scalars().all()
+        snaps = sess.execute(select(m.Snapshot).where(m.Snapshot.volume_id.in_([v.id for v in used]))
+                             ).scalars().all() if used else []
+    projects: dict[str, dict] = {}
     for vol in used:
-        projects.setdefault(vol.project_id, []).append(vol.size)
-    total = [{"resource": {"host": host, "project": "(total)", "volume_count": str(len(used)),
-                           "total_volume_gb": str(sum(v.size for v in used)), "total_snapshot_gb": "0"}}]
-    return {"host": total + [{"resource": {"host": host, "project": p, "volume_count": str(len(s)),
-                                           "total_volume_gb": str(sum(s)), "total_snapshot_gb": "0"}}
-                             for p, s in sorted(projects.items())]}
+        projects.setdefault(vol.project_id, {"v": [], "s": []})["v"].append(vol.size)
+    for snap in snaps:
+        projects.setdefault(snap.project_id, {"v": [], "s": []})["s"].append(snap.size)
+
+    def resource(project: str, vols: list, snaps: list) -> dict:
+        return {"resource": {"host": host, "project": project, "volume_count": str(len(vols)),
+                             "total_volume_gb": str(sum(vols)), "snapshot_count": str(len(snaps)),
+                             "total_snapshot_gb": str(sum(snaps))}}
+    return {"host": [resource("(total)", [v.size for v in used], [x.size for x in snaps])]
+            + [resource(p, u["v"], u["s"]) for p, u in sorted(projects.items())]}
+
+
+def _on_host(column, host: str):
+    """Cinder's host filter: `vm` matches `vm`, its backends `vm@file` and pools `vm@file#file`."""
+    like = host.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(column == host, column.like(like + "@%", escape="\\"), column.like(like + "#%", escape="\\"))
 
 
 # ---------------------------------------------------------------------------- messages
@@ -349,3 +365,30 @@ def extensions(req):
                             "updated": "2013-01-01T00:00:00+00:00"} for n, a, d in EXTENSIONS]}
 
 
+
+
+# ---------------------------------------------------------------------------- resource filters (3.33)
+# The query filters each list API here accepts (Cinder reads them from resource_filters.json;
+# these are the ones our list endpoints implement).
+RESOURCE_FILTERS = {
+    "volume": ["name", "status", "metadata", "bootable", "availability_zone", "group_id", "size", "volume_type"],
+    "snapshot": ["name", "status", "volume_id"],
+    "backup": ["name", "status", "volume_id", "snapshot_id", "container"],
+    "group": ["name", "status"],
+    "group_snapshot": ["name", "status", "group_id"],
+    "attachment": ["volume_id", "status", "instance_id"],
+    "message": [],
+    "pool": [],
+    "volume_type": ["is_public"],
+}
+
+
+@route("/resource_filters", "GET")
+def resource_filters(req):
+    if not at_least(req, "3.33"):
+        raise NotFound("The resource could not be found.")
+    req.context  # noqa: B018 - authenticated callers only
+    wanted = req.query.get("resource")
+    names = [wanted] if wanted else list(RESOURCE_FILTERS)
+    return {"resource_filters": [{"resource": n, "filters": RESOURCE_FILTERS[n]} for n in names
+                                 if n in RESOURCE_FILTERS]}

@@ -18,7 +18,7 @@ def render(req, snap: m.Snapshot, meta: dict[str, str], *, detail: bool = True) 
     if at_least(req, "3.41"):
         body["user_id"] = snap.user_id
     if at_least(req, "3.14"):
-        body["group_snapshot_id"] = None
+        body["group_snapshot_id"] = snap.group_snapshot_id
     if at_least(req, "3.65"):
         body["consumes_quota"] = snap.consumes_quota
     return body
@@ -105,6 +105,10 @@ def snapshot_action(req):
             raise BadRequest("Must specify 'status'.")
         with session() as sess:
             snapshots.reset_status(sess, req.context, snapshot_id, args["status"])
+    elif action == "os-unmanage":
+        from pocketstack.volume import snapshot_manage
+
+        snapshot_manage.unmanage(req.context, snapshot_id)
     elif action == "os-update_snapshot_status":
         if not isinstance(args, dict) or "status" not in args:
             raise BadRequest("Must specify 'status'.")

@@ -1,9 +1,13 @@
 """Volume transfers: `/os-volume-transfer` (all microversions) and `/volume-transfers`
-(3.55+, with `no_snapshots`; 3.57 adds the project ids and `accepted` to the view)."""
+(3.55+, with `no_snapshots`; 3.57 adds the project ids and `accepted` to the view; 3.59
+pagination and sorting of the lists)."""
 from __future__ import annotations
 
+from sqlalchemy import select
+
+from pocketstack.common import pagination
 from pocketstack.common.errors import BadRequest, NotFound
-from pocketstack.volume import transfers
+from pocketstack.volume import transfers, volumes
 from pocketstack.volume import models as m
 from pocketstack.volume.api.common import at_least, body_of, project_url, route, session
 
@@ -54,10 +58,30 @@ def create_transfer(req):
 
 
 def _list(req, with_detail: bool):
+    """3.59 adds Cinder's pagination: `limit` / `marker` / `offset` and `sort` (or
+    `sort_key` / `sort_dir`) on created_at, id, name, volume_id."""
     _check_path(req)
+    query = dict(req.query.items())
+    paged = at_least(req, "3.59")
+    limit = pagination.parse_limit(query.pop("limit", None), max_limit=1000) if paged else None
+    marker, offset = (query.pop("marker", None), query.pop("offset", None)) if paged else (None, None)
     with session() as sess:
-        items = transfers.list_transfers(sess, req.context, dict(req.query.items()))
-        return {"transfers": [detail(req, t) if with_detail else summary(req, t) for t in items]}
+        items = transfers.list_transfers(sess, req.context, query)
+        if paged:
+            order = volumes.sort_order(query, m.Transfer, {"created_at", "id", "name", "volume_id"})
+            items = list(sess.execute(select(m.Transfer).where(m.Transfer.id.in_([t.id for t in items]))
+                                      .order_by(*order)).scalars())
+            try:
+                items, more = pagination.offset_page(items, limit=limit, marker=marker, offset=offset,
+                                                     key=lambda t: t.id)
+            except BadRequest:
+                raise NotFound(f"Marker {marker} could not be found.") from None
+        body = {"transfers": [detail(req, t) if with_detail else summary(req, t) for t in items]}
+        if paged and more and items:
+            body["transfers_links"] = [{"rel": "next", "href": pagination.next_link(
+                f"{project_url(req)}/{_base(req)}" + ("/detail" if with_detail else ""),
+                list(req.query.multi_items()), items[-1].id)}]
+        return body
 
 
 def list_transfers(req):

@@ -26,7 +26,7 @@ def list_types(req):
 @route("/types/default", "GET")
 def default_type(req):
     with session() as sess:
-        return {"volume_type": types.render(sess, req.context, types.default_type(sess))}
+        return {"volume_type": types.render(sess, req.context, types.default_type(sess, req.context.project_id))}
 
 
 @route("/types", "POST")
@@ -35,7 +35,7 @@ def create_type(req):
     body = body_of(req, "volume_type")
     with session() as sess:
         vt = types.create(sess, req.context, body)
-        return {"volume_type": types.render(sess, req.context, vt)}
+        return {"volume_type": types.render(sess, req.context, vt, manage="create")}
 
 
 @route("/types/{type_id}", "GET")
@@ -51,7 +51,7 @@ def update_type(req):
     body = body_of(req, "volume_type")
     with session() as sess:
         vt = types.update(sess, req.context, req.path_params["type_id"], body)
-        return {"volume_type": types.render(sess, req.context, vt)}
+        return {"volume_type": types.render(sess, req.context, vt, manage="update")}
 
 
 @route("/types/{type_id}", "DELETE")
@@ -270,3 +270,72 @@ def qos_delete_keys(req):
             specs.pop(key)
         q.specs = specs
     return 202, None
+
+
+# ---------------------------------------------------------------------------- default types (3.62)
+def _default_view(row: m.ProjectDefaultType) -> dict:
+    return {"project_id": row.project_id, "volume_type_id": row.volume_type_id}
+
+
+def _need_3_62(req) -> None:
+    from pocketstack.volume.api.common import at_least
+
+    if not at_least(req, "3.62"):
+        raise NotFound("The resource could not be found.")
+
+
+@route("/default-types/{project}", "PUT")
+def set_default_type(req):
+    """A project's own default volume type: used by its creates without a type and by
+    `GET /types/default` in that project."""
+    _need_3_62(req)
+    project = req.path_params["project"]
+    enforce(req.context, "volume_extension:default_set_or_update", project)
+    ref = body_of(req, "default_type").get("volume_type")
+    if not isinstance(ref, str) or not ref:
+        raise BadRequest("Invalid input for field/attribute volume_type: it is required.")
+    with session() as sess:
+        try:
+            vt = types.get_type(sess, req.context, ref)
+        except NotFound as exc:
+            raise BadRequest(exc.message) from None
+        row = sess.get(m.ProjectDefaultType, project)
+        if row is None:
+            row = m.ProjectDefaultType(project_id=project, volume_type_id=vt.id)
+            sess.add(row)
+        row.volume_type_id = vt.id
+        sess.flush()
+        return {"default_type": _default_view(row)}
+
+
+@route("/default-types/{project}", "GET")
+def show_default_type(req):
+    _need_3_62(req)
+    project = req.path_params["project"]
+    enforce(req.context, "volume_extension:default_get", project)
+    with session() as sess:
+        row = sess.get(m.ProjectDefaultType, project)
+        if row is None:
+            raise NotFound(f"Default type for project {project} could not be found.")
+        return {"default_type": _default_view(row)}
+
+
+@route("/default-types", "GET")
+def list_default_types(req):
+    _need_3_62(req)
+    enforce(req.context, "volume_extension:default_get_all", req.context.project_id)
+    with session() as sess:
+        return {"default_types": [_default_view(r) for r in sess.execute(
+            select(m.ProjectDefaultType).order_by(m.ProjectDefaultType.project_id)).scalars()]}
+
+
+@route("/default-types/{project}", "DELETE")
+def unset_default_type(req):
+    _need_3_62(req)
+    project = req.path_params["project"]
+    enforce(req.context, "volume_extension:default_unset", project)
+    with session() as sess:
+        row = sess.get(m.ProjectDefaultType, project)
+        if row is not None:
+            sess.delete(row)
+    return 204, None

@@ -1,6 +1,9 @@
 """`/v3/{project_id}/volumes`: CRUD, list/detail, metadata, summary and the volume actions."""
 from __future__ import annotations
 
+import datetime as dt
+import operator
+
 from sqlalchemy import select
 
 from pocketstack.common import pagination
@@ -94,8 +97,9 @@ def _list(req, detail: bool):
     limit = pagination.parse_limit(query.pop("limit", None), max_limit=1000)
     marker = query.pop("marker", None)
     offset = query.pop("offset", None)
+    times = {k: query.pop(k) for k in ("created_at", "updated_at") if k in query} if at_least(req, "3.60") else {}
     with session() as sess:
-        vols = volumes.list_volumes(sess, ctx, query)
+        vols = [v for v in volumes.list_volumes(sess, ctx, query) if _times_match(v, times)]
         total = len(vols)
         try:
             page, more = pagination.offset_page(vols, limit=limit, marker=marker, offset=offset,
@@ -117,6 +121,29 @@ def _list(req, detail: bool):
     if at_least(req, "3.45") and bool_param(req.query.get("with_count", "false"), "with_count"):
         body["count"] = total
     return body
+
+
+TIME_OPS = {"gt": operator.gt, "gte": operator.ge, "eq": operator.eq, "neq": operator.ne, "lt": operator.lt,
+            "lte": operator.le}
+
+
+def _times_match(vol: m.Volume, filters: dict[str, str]) -> bool:
+    """3.60: `created_at=gt:2024-01-01T00:00:00` (gt, gte, eq, neq, lt, lte; comma-separated
+    conditions all hold); a volume never updated does not match an `updated_at` filter."""
+    for key, text in filters.items():
+        value = getattr(vol, key)
+        for cond in text.split(","):
+            op, _, stamp = cond.partition(":")
+            if op not in TIME_OPS or not stamp:
+                raise BadRequest(f"Invalid filter {key}={text}: use <gt|gte|eq|neq|lt|lte>:<ISO 8601 time>.")
+            try:
+                when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            except ValueError:
+                raise BadRequest(f"Invalid time in filter {key}={text}.") from None
+            when = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+            if value is None or not TIME_OPS[op](value, when):
+                return False
+    return True
 
 
 @route("/volumes", "GET")
@@ -242,6 +269,16 @@ def _extend(req, volume_id, args):
     if "new_size" not in args:
         raise BadRequest("Missing required element 'new_size' in request body.")
     volumes.extend(req.context, volume_id, args["new_size"], attached_ok=at_least(req, "3.42"))
+    return 202, None
+
+
+def _extend_completion(req, volume_id, args):
+    # 3.71 announces it; like Cinder the action itself is not gated on the microversion.
+    if set(args) - {"error"}:
+        raise BadRequest("Invalid input for field/attribute os-extend_volume_completion: "
+                         f"additional properties are not allowed ({', '.join(sorted(set(args) - {'error'}))}).")
+    error = args.get("error")
+    volumes.extend_completion(req.context, volume_id, False if error is None else bool_param(error, "error"))
     return 202, None
 
 
@@ -372,7 +409,8 @@ def _show_image_metadata(sess, req, volume_id, args):
 
 
 ACTIONS = {
-    "os-extend": _extend, "os-reset_status": _reset_status, "os-force_delete": _force_delete,
+    "os-extend": _extend, "os-extend_volume_completion": _extend_completion, "os-reset_status": _reset_status,
+    "os-force_delete": _force_delete,
     "os-set_bootable": _set_bootable, "os-update_readonly_flag": _readonly, "os-retype": _retype,
     "os-volume_upload_image": _upload, "revert": _revert, "os-reserve": _reserve, "os-unreserve": _unreserve,
     "os-attach": _attach, "os-begin_detaching": _begin_detaching, "os-roll_detaching": _roll_detaching,
@@ -381,3 +419,24 @@ ACTIONS = {
     "os-unset_image_metadata": _unset_image_metadata, "os-show_image_metadata": _show_image_metadata,
 }
 
+
+
+def _reimage(req, volume_id, args):
+    """`os-reimage` (3.68): write an image over the volume (Nova's rebuild of a volume-backed
+    server, with `reimage_reserved` while it holds the attachment). Checked here as Cinder
+    does; the copy runs on the task runner through `volume.core.reimage`."""
+    if not at_least(req, "3.68"):
+        raise BadRequest("There is no such action: os-reimage")
+    if not args.get("image_id") or set(args) - {"image_id", "reimage_reserved"}:
+        raise BadRequest("Invalid input for field/attribute os-reimage: 'image_id' is required and only "
+                         "'image_id' and 'reimage_reserved' are allowed.")
+    image_id = volumes.check_reimage(req.context, volume_id, str(args["image_id"]),
+                                     bool_param(args.get("reimage_reserved", False), "reimage_reserved"))
+    from pocketstack.common.runtime import current
+    from pocketstack.volume import core
+
+    current().tasks.submit("volume.reimage", core.reimage, volume_id, image_id)
+    return 202, None
+
+
+ACTIONS["os-reimage"] = _reimage

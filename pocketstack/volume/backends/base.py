@@ -92,6 +92,14 @@ class VolumeBackend:
         """Forget the volume, keeping its data (it stays listed by `list_manageable`)."""
         return None
 
+    def list_manageable_snapshots(self) -> list[dict]:
+        """Snapshots present in the backend: `[{"name": "snapshot-<id>", "size_bytes": N}]`."""
+        raise NotImplementedError
+
+    def manage_existing_snapshot(self, snapshot_id: str, source_name: str) -> int:
+        """Adopt the backend snapshot `source_name` as `snapshot_id`; returns its size in GiB."""
+        raise NotImplementedError
+
     def volume_exists(self, volume_id: str) -> bool:
         raise NotImplementedError
 

@@ -185,15 +185,14 @@ class FileBackend(VolumeBackend):
     def open_volume(self, volume_id: str) -> BinaryIO:
         return open(self._vol(volume_id), "r+b")
 
-    def list_manageable(self) -> list[dict]:
+    def _listing(self, kind: str) -> list[dict]:
         return [{"name": p.name, "size_bytes": p.stat().st_size}
-                for p in sorted(self.root.glob("volume-*")) if not p.name.endswith(".tmp")]
+                for p in sorted(self.root.glob(f"{kind}-*")) if not p.name.endswith(".tmp")]
 
-    def manage_existing(self, volume_id: str, source_name: str) -> int:
+    def _adopt(self, kind: str, source_name: str, dest: Path) -> int:
         src = self.root / _safe(source_name)
-        if not source_name.startswith("volume-") or not src.is_file():
-            raise BackendError(f"no volume named {source_name} in the backend")
-        dest = self._vol(volume_id)
+        if not source_name.startswith(f"{kind}-") or not src.is_file():
+            raise BackendError(f"no {kind} named {source_name} in the backend")
         size = src.stat().st_size
         if src != dest:
             os.replace(src, dest)  # the id names the file: adopting is a rename
@@ -202,6 +201,18 @@ class FileBackend(VolumeBackend):
             with open(dest, "r+b") as fh:
                 fh.truncate(gb * GiB)
         return gb
+
+    def list_manageable(self) -> list[dict]:
+        return self._listing("volume")
+
+    def manage_existing(self, volume_id: str, source_name: str) -> int:
+        return self._adopt("volume", source_name, self._vol(volume_id))
+
+    def list_manageable_snapshots(self) -> list[dict]:
+        return self._listing("snapshot")
+
+    def manage_existing_snapshot(self, snapshot_id: str, source_name: str) -> int:
+        return self._adopt("snapshot", source_name, self._snap(snapshot_id))
 
     def initialize_connection(self, volume_id: str, connector: dict) -> dict:
         return {"driver_volume_type": "file",

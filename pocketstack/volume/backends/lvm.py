@@ -225,15 +225,27 @@ class LvmBackend(VolumeBackend):
                 "data": {"device_path": str(self.path(volume_id)), "volume_id": volume_id, "access_mode": "rw"}}
 
     # ------------------------------------------------------------------ manage
-    def list_manageable(self) -> list[dict]:
+    def _listing(self, kind: str) -> list[dict]:
         return [{"name": name, "size_bytes": size} for name, size in sorted(self._lvs().items())
-                if name.startswith("volume-")]
+                if name.startswith(f"{kind}-")]
 
-    def manage_existing(self, volume_id: str, source_name: str) -> int:
+    def _adopt(self, kind: str, ident: str, source_name: str) -> int:
         lvs = self._lvs()
-        if source_name not in lvs:
+        if source_name not in lvs or not source_name.startswith(f"{kind}-"):
             raise BackendError(f"no logical volume named {source_name} in {self.vg}")
-        lv = self._lv("volume", volume_id)
+        lv = self._lv(kind, ident)
         if source_name != lv:
             self.run(["lvrename", self.vg, source_name, lv])
         return max(1, -(-lvs[source_name] // GiB))
+
+    def list_manageable(self) -> list[dict]:
+        return self._listing("volume")
+
+    def manage_existing(self, volume_id: str, source_name: str) -> int:
+        return self._adopt("volume", volume_id, source_name)
+
+    def list_manageable_snapshots(self) -> list[dict]:
+        return self._listing("snapshot")
+
+    def manage_existing_snapshot(self, snapshot_id: str, source_name: str) -> int:
+        return self._adopt("snapshot", snapshot_id, source_name)

@@ -5,7 +5,8 @@ named by its index, hashed with SHA-256 and stored as one object under the backu
 prefix (`backup-<id>/chunk-<index>`), except chunks of zeros, which are only recorded:
 a mostly empty 1 GiB volume costs a few objects, not a gigabyte. The manifest (kept in
 the backup's `service_metadata` and exported with its record) lists, per chunk, its hash
-and the object holding its bytes. An incremental backup compares each chunk's hash with
+and the object holding its bytes (and its container when that is not the backup's own).
+An incremental backup compares each chunk's hash with
 its parent's manifest and stores only the chunks that changed; unchanged ones point at
 the parent's (or an older ancestor's) objects, which is why a backup with dependent
 incrementals cannot be deleted. A restore reads the chunks back, checks every hash, and
@@ -69,7 +70,10 @@ class BackupDriver:
             digest = hashlib.sha256(chunk).hexdigest()
             if index < len(parent_chunks) and parent_chunks[index][0] == digest \
                     and parent_chunks[index][2] == len(chunk):
-                chunks.append(list(parent_chunks[index]))  # unchanged: the ancestor's object
+                # unchanged: the ancestor's object, named with its container when that differs
+                inherited = list(parent_chunks[index][:3])
+                where = _container_of(parent, parent_chunks[index])
+                chunks.append(inherited + [where] if where != container else inherited)
                 continue
             name = f"backup-{backup_id}/chunk-{index:08d}"
             self.put(owner, container, name, chunk)
@@ -80,21 +84,29 @@ class BackupDriver:
 
     def restore(self, manifest: dict) -> Iterator[bytes]:
         """The backed-up bytes, every chunk checked against its SHA-256."""
-        owner, container = manifest["owner"], manifest["container"]
-        for digest, name, length in manifest["chunks"]:
+        owner = manifest["owner"]
+        for entry in manifest["chunks"]:
+            digest, name, length = entry[:3]
             if digest == ZERO:
                 yield bytes(length)
                 continue
-            data = self.get(owner, container, name)
+            data = self.get(owner, _container_of(manifest, entry), name)
             if len(data) != length or hashlib.sha256(data).hexdigest() != digest:
                 raise BackupDriverError(f"backup object {name} is corrupt (checksum mismatch)")
             yield data
 
     def verify(self, manifest: dict) -> None:
         """Every object the manifest names is present (before importing a record)."""
-        for digest, name, _ in manifest.get("chunks", []):
-            if digest != ZERO and not self.exists(manifest["owner"], manifest["container"], name):
+        for entry in manifest.get("chunks", []):
+            digest, name = entry[:2]
+            if digest != ZERO and not self.exists(manifest["owner"], _container_of(manifest, entry), name):
                 raise BackupDriverError(f"backup object {name} is missing")
 
     def delete(self, backup_id: str, owner: str, container: str) -> int:
         return self.delete_prefix(owner, container, f"backup-{backup_id}/")
+
+
+def _container_of(manifest: dict, entry: list) -> str:
+    """A chunk lives in the manifest's container unless its entry names another (an
+    incremental backup in a new container pointing at its parent's objects, as Cinder allows)."""
+    return entry[3] if len(entry) > 3 and entry[3] else manifest["container"]
