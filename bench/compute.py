@@ -106,6 +106,12 @@ def list_all(cloud: Cloud, path: str, limit: int | None) -> list[dict]:
         marker = page[-1]["id"]
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU of the server process so far: less sensitive to a busy machine than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def image_id(cloud: Cloud) -> str:
     c = cloud.client()
     r = c.post(f"{cloud.url}/image/v2/images", json={"name": "bench", "disk_format": "raw",
@@ -198,7 +204,7 @@ def main() -> int:
     started = dt.datetime.now(dt.timezone.utc)
     loads = [loadavg()]
     rows: dict[str, list] = {"p50": [], "p90": [], "p99": [], "burst": [], "bd_rate": [], "bd_p50": [],
-                             "fill": [], "list_paged": [], "list_default": []}
+                             "fill": [], "list_paged": [], "list_default": [], "cpu_paged": [], "cpu_default": []}
     with tempfile.TemporaryDirectory(prefix="bench-compute-") as tmp:
         for rnd in range(1, a.rounds + 1):
             work = Path(tmp) / f"r{rnd}"
@@ -222,12 +228,14 @@ def main() -> int:
                 rows["bd_p50"].append(pct(bd, 50) if bd else float("nan"))
                 log(f"round {rnd}: boot_and_delete {rate:.1f} servers/s, p50 {rows['bd_p50'][-1]:.0f} ms")
                 rows["fill"].append(fill(cloud, image, a.list_servers))
-                t0 = time.perf_counter()
+                c0, t0 = cpu_seconds(cloud.pid), time.perf_counter()
                 n = len(list_all(cloud, "/servers/detail", 1000))
                 rows["list_paged"].append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
+                rows["cpu_paged"].append(cpu_seconds(cloud.pid) - c0)
+                c0, t0 = cpu_seconds(cloud.pid), time.perf_counter()
                 list_all(cloud, "/servers", None)
                 rows["list_default"].append(time.perf_counter() - t0)
+                rows["cpu_default"].append(cpu_seconds(cloud.pid) - c0)
                 log(f"round {rnd}: {n} servers; detail walk {rows['list_paged'][-1]:.2f} s, "
                     f"default walk {rows['list_default'][-1]:.2f} s")
             finally:
@@ -243,18 +251,24 @@ def main() -> int:
          f"(iteration p50 {med['bd_p50']:.0f} ms)", ""),
         (f"create {a.list_servers:,} servers (multi-create, batches of 100) until all ACTIVE",
          f"{med['fill']:.1f} s", ""),
-        (f"list {a.list_servers:,} servers: `/servers/detail` pages of 1,000", f"{med['list_paged']:.2f} s", ""),
-        (f"list {a.list_servers:,} servers: `/servers` (default page size)", f"{med['list_default']:.2f} s", ""),
+        (f"list {a.list_servers:,} servers: `/servers/detail` pages of 1,000 (target < 4 s)",
+         f"{med['list_paged']:.2f} s (server CPU {med['cpu_paged']:.2f} s)", "met" if med["list_paged"] < 4 else "MISSED"),
+        (f"list {a.list_servers:,} servers: `/servers` (default page size)",
+         f"{med['list_default']:.2f} s (server CPU {med['cpu_default']:.2f} s)", ""),
     ]
     for name, value, verdict in summary:
         print(f"{name:75s} {value:>28s} {verdict}")
+    print("per round:", {k: [round(x, 2) for x in v] for k, v in rows.items()})
     if a.doc:
-        write_doc(a, summary, loads, started)
+        write_doc(a, summary, loads, started, rows)
     return 0
 
 
-def write_doc(a, summary, loads, started) -> None:
+def write_doc(a, summary, loads, started, rows) -> None:
     table = "\n".join(f"| {n} | {v} | {t} |" for n, v, t in summary)
+    units = {"p50": " ms", "p99": " ms", "burst": " s", "bd_rate": " servers/s", "fill": " s",
+             "list_paged": " s", "cpu_paged": " s", "list_default": " s", "cpu_default": " s"}
+    per_round = "; ".join(f"{k} " + ", ".join(f"{x:.2f}" for x in rows[k]) + u for k, u in units.items() if rows[k])
     text = f"""{SECTION}
 
 Measured {started:%Y-%m-%d %H:%M} UTC by `make bench-compute` ({platform.node()}, {os.cpu_count()} CPUs,
@@ -267,8 +281,20 @@ There is no upstream side here: the issue's targets are absolute.
 |---|---:|---|
 {table}
 
-**Load average** (1/5/15 min) at start and after each round: {' -> '.join(loads)}. Rerun:
+Per round: {per_round}.
+
+**Load average** (1/5/15 min) at start and after each round: {' -> '.join(loads)}. The
+machine is shared with other sessions' work (test suites, Tempest runs, other benchmarks)
+running at the same time, so single numbers are noisy; hence medians of rounds. Rerun:
 `make bench-compute` (`ARGS=--quick` for a short run).
+
+Listing: a page is one SQL query (filters, sort keys and `limit + 1` in SQL; the `marker`
+becomes a keyset condition on the sort keys, which always end in the id) that reads plain
+rows, not ORM objects; what a detail page shows of other tables comes in one query or one
+batched call per page (faults, attached volumes, host states, ports/addresses through
+`network.core.get_instances_nw_info`, security groups through
+`network.core.instances_security_group_names`). Filters SQL cannot apply portably (name,
+description and hostname regexes, flavor, IPs, tags) still filter the full list in Python.
 """
     write_section(a.doc, SECTION, text)
 

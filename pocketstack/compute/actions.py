@@ -169,15 +169,14 @@ def remote_console(ctx, instance_id: str, protocol: str, console_type: str) -> s
         raise Conflict(f"Instance {inst.uuid} is not ready") from None
     if console_type not in agent_types:
         raise BadRequest(f"Unavailable console type {console_type}.")
-    rpc.call(inst.host, "get_console", instance_uuid=inst.uuid, console_type=console_type)
-    token = uuidlib.uuid4().hex
-    base = current().config.public_url
-    paths = {"novnc": f"/vnc_auto.html?path=%3Ftoken%3D{token}", "xvpvnc": f"/console?token={token}",
-             "spice-html5": f"/spice_auto.html?token={token}", "rdp-html5": f"/rdp?token={token}",
-             "serial": f"/serial?token={token}", "webmks": f"/mks?token={token}"}
-    if console_type == "serial":
-        return f"ws://127.0.0.1:6083/?token={token}"
-    return f"{base}/compute/console{paths[console_type]}"
+    from pocketstack.compute import console
+
+    try:
+        connect = rpc.call(inst.host, "get_console", instance_uuid=inst.uuid, console_type=console_type)
+    except (rpc.HostUnavailable, vd.DriverError) as exc:
+        raise Conflict(f"Instance {inst.uuid} is not ready: {exc}") from None
+    token = console.authorize(inst.uuid, console_type, connect or {}, current().config.public_url)
+    return console.url_for(console_type, token)
 
 
 # ---------------------------------------------------------------------------- images
@@ -185,7 +184,22 @@ def create_image(ctx, instance_id: str, request_id, name: str, metadata: dict, *
                  rotation: int | None = None) -> str:
     from pocketstack.image import core as image_core
 
+    from pocketstack.compute import block_device
+
     rule = "os_compute_api:os-create-backup" if backup else "os_compute_api:servers:create_image"
+    with sv._session() as sess:
+        inst = sv.load(sess, ctx, instance_id, rule)
+        sv.check_state(inst, "createImage", [S.ACTIVE, S.STOPPED, S.PAUSED, S.SUSPENDED])
+    if block_device.is_volume_backed(inst.uuid):
+        if backup:
+            raise BadRequest("Backup is not supported for volume-backed instances.")
+        # Nova's snapshot_volume_backed: volume snapshots + a data-less image, no task state
+        with sv._session() as sess:
+            instance_actions.record(sess, inst.uuid, "createImage", ctx, request_id)
+        emit("compute.instance.snapshot.start", {"instance_id": inst.uuid}, context=ctx)
+        image_id = block_device.snapshot_image(ctx, inst, name, metadata)
+        emit("compute.instance.snapshot.end", {"instance_id": inst.uuid, "image_id": image_id}, context=ctx)
+        return image_id
     with sv._session() as sess:
         inst = sv.load(sess, ctx, instance_id, rule)
         sv.check_state(inst, "createImage", [S.ACTIVE, S.STOPPED, S.PAUSED, S.SUSPENDED])
@@ -202,6 +216,9 @@ def create_image(ctx, instance_id: str, request_id, name: str, metadata: dict, *
             if k.startswith("image_") and k[6:] not in body and k[6:] not in (
                     "base_image_ref", "image_type", "instance_uuid", "owner_project_name"):
                 body[k[6:]] = v
+        for key in ("min_ram", "min_disk"):
+            if key in body and key not in props:
+                body[key] = int(body[key])
         image = image_core.create(sess, None, {**body, "owner": inst.project_id})
         image_id = image.id
         sv._set_task(sess, inst, "createImage", "image_snapshot")
@@ -252,8 +269,14 @@ def resize(ctx, instance_id: str, request_id, flavor_ref, *, migrate_only: bool 
             flavor = flavors.get_flavor_for_boot(ctx, flavor_ref)
             if flavor.id == str(inst.flavor.get("flavorid")):
                 raise BadRequest("When resizing, instances must change flavor!")
-            if flavor.disk < int(inst.flavor.get("root_gb", 0)) and flavor.disk != 0:
+            from pocketstack.compute import block_device
+
+            local_root = not block_device.is_volume_backed(inst.uuid)  # a root volume keeps its size
+            if local_root and flavor.disk < int(inst.flavor.get("root_gb", 0)) and flavor.disk != 0:
                 raise BadRequest("Resizing to a smaller disk flavor is not allowed.")
+            if local_root and flavor.disk == 0 and int(inst.flavor.get("root_gb", 0)) != 0:
+                raise BadRequest("Server disk was unable to be resized because: Resize to zero disk flavor is "
+                                 "not allowed.")
             new = flavor.snapshot()
             dc, dr = flavor.vcpus - inst.vcpus, flavor.ram - inst.memory_mb
             quotas.check_and_reserve(ctx, inst.project_id, inst.user_id,
@@ -489,8 +512,9 @@ def _evacuate_task(instance_uuid, request_id, mig_id, host) -> None:
 
 
 # ---------------------------------------------------------------------------- rebuild
-def rebuild(ctx, instance_id: str, request_id, image_ref: str, values: dict, admin_pass: str | None) -> str:
-    from pocketstack.compute import flavors  # noqa: F401 - flavor stays; the image is checked against it
+def rebuild(ctx, instance_id: str, request_id, image_ref: str, values: dict, admin_pass: str | None,
+            reimage_boot_volume: bool = False) -> str:
+    from pocketstack.compute import block_device
 
     image = sv._image(ctx, image_ref)
     with sv._session() as sess:
@@ -500,8 +524,12 @@ def rebuild(ctx, instance_id: str, request_id, image_ref: str, values: dict, adm
         fl = inst.flavor or {}
         if int(fl.get("memory_mb", 0)) < int(image.get("min_ram") or 0):
             raise BadRequest("Flavor's memory is too small for requested image.")
-        if fl.get("root_gb") and int(fl.get("root_gb")) < int(image.get("min_disk") or 0):
+        # a volume-backed server keeps its root volume: a new image only with 2.93's reimage
+        root, reimage = block_device.rebuild_root(inst.uuid, image, reimage_boot_volume)
+        if root is None and fl.get("root_gb") and int(fl.get("root_gb")) < int(image.get("min_disk") or 0):
             raise BadRequest("Flavor's disk is too small for requested image.")
+        if root is not None:
+            values.setdefault("image_ref", inst.image_ref)  # "" stays the sign of a volume-backed server
         if "key_name" in values and values["key_name"] is not None:
             from pocketstack.compute import keypairs
 
@@ -512,30 +540,38 @@ def rebuild(ctx, instance_id: str, request_id, image_ref: str, values: dict, adm
         elif "key_name" in values:
             values["key_data"] = None
         prior = inst.vm_state
-        sv._set_task(sess, inst, "rebuild", "rebuilding", image_ref=image["id"], **values)
+        sv._set_task(sess, inst, "rebuild", "rebuilding", **{"image_ref": image["id"], **values})
         sysmeta = dict(inst.system_metadata or {})
         sysmeta = {k: v for k, v in sysmeta.items() if not k.startswith("image_")}
         sysmeta.update({"image_" + k: str(v)[:255] for k, v in sv._image_props(image).items()
                         if isinstance(v, (str, int, float, bool))})
+        sysmeta.update(sv.image_minimums(image, (inst.flavor or {}).get("root_gb", 0)))
         sysmeta["rebuild_prior_vm_state"] = prior
         inst.system_metadata = sysmeta
         instance_actions.record(sess, inst.uuid, "rebuild", ctx, request_id)
     emit("compute.instance.rebuild.start", {"instance_id": inst.uuid, "image_ref": image["id"]}, context=ctx)
-    rpc.spawn("compute.rebuild", _rebuild_task, inst.uuid, request_id, prior)
+    rpc.spawn("compute.rebuild", _rebuild_task, inst.uuid, request_id, prior, reimage)
     return admin_pass or sv.generate_password()
 
 
-def _rebuild_task(instance_uuid, request_id, prior) -> None:
+def _rebuild_task(instance_uuid, request_id, prior, reimage: tuple | None = None) -> None:
     inst = hosts.load(instance_uuid)
     if inst is None or not inst.host:
         hosts.save(instance_uuid, "rebuilding", task_state=None, vm_state=S.ERROR)
         return
     try:
         with instance_actions.Event(instance_uuid, request_id, "compute_rebuild_instance", inst.host):
+            if reimage:  # (volume id, image id): the root volume gets the new image first
+                from pocketstack.compute import block_device
+
+                hosts.save(instance_uuid, "rebuilding", task_state="rebuild_block_device_mapping")
+                block_device.reimage(*reimage)
+                hosts.save(instance_uuid, "rebuild_block_device_mapping", task_state="rebuilding")
             hosts.save(instance_uuid, "rebuilding", task_state="rebuild_spawning")
             rpc.call(inst.host, "spawn_rebuilt", instance_uuid=instance_uuid)
     except Exception as exc:  # noqa: BLE001
-        hosts.save(instance_uuid, ["rebuild_spawning", "rebuilding"], task_state=None, vm_state=S.ERROR)
+        hosts.save(instance_uuid, ["rebuild_spawning", "rebuilding", "rebuild_block_device_mapping"],
+                   task_state=None, vm_state=S.ERROR)
         hosts.add_fault(instance_uuid, 500, str(exc), host=inst.host)
         return
     if prior == S.STOPPED:
@@ -552,7 +588,10 @@ def shelve(ctx, instance_id: str, request_id) -> None:
     inst = _begin(ctx, instance_id, "os_compute_api:os-shelve:shelve", "shelve", request_id,
                   vm_states=[S.ACTIVE, S.STOPPED, S.PAUSED, S.SUSPENDED], new_task="shelving")
     image_id = None
-    if inst.image_ref:  # image-backed: the disk is kept as a `<name>-shelved` snapshot, as Nova does
+    from pocketstack.compute import block_device
+
+    if inst.image_ref and not block_device.is_volume_backed(inst.uuid):
+        # image-backed: the disk is kept as a `<name>-shelved` snapshot, as Nova does
         from pocketstack.image import core as image_core
 
         try:
@@ -621,6 +660,9 @@ def _offload(instance_uuid, request_id) -> None:
             except Exception:  # noqa: BLE001
                 log.exception("offload: destroying %s failed", instance_uuid)
         hosts.release(inst.host, inst.flavor)
+    from pocketstack.compute import block_device
+
+    block_device.disconnect_all(instance_uuid)  # the volumes stay the server's (`reserved`)
     hosts.save(instance_uuid, "shelving_offloading", task_state=None, vm_state=S.OFFLOADED, host=None, node=None,
                power_state=vd.SHUTDOWN)
     hosts.notify(instance_uuid, "shelve_offload.end")
@@ -667,6 +709,9 @@ def _unshelve_task(instance_uuid, request_id, host) -> None:
                availability_zone=az, task_state="spawning")
     try:
         with instance_actions.Event(instance_uuid, request_id, "compute_unshelve_instance", node.host):
+            from pocketstack.compute import block_device
+
+            block_device.connect_all(instance_uuid, node.host)
             rpc.call(node.host, "spawn_plain", instance_uuid=instance_uuid)
     except Exception as exc:  # noqa: BLE001
         hosts.release(node.host, inst.flavor)

@@ -94,6 +94,10 @@ def start() -> None:
         _hosts[name] = host
     if (current().config.getint("pocketstack", "workers") or 1) <= 1:
         recover_interrupted()
+        for host in _hosts.values():
+            host.sync_power_states()
+    if register_tiny_image_wanted():
+        threading.Thread(target=_register_tiny_image, name="tiny-image", daemon=True).start()
     _heartbeat = threading.Event()
     interval = max(1.0, _conf_float("report_interval", 10.0))
     threading.Thread(target=_beat, args=(_heartbeat, interval), name="compute-heartbeat", daemon=True).start()
@@ -124,6 +128,33 @@ def recover_interrupted() -> None:
     for inst in rows:
         if inst.deleted:
             servers._after_delete(None, inst.uuid)
+
+
+def register_tiny_image_wanted() -> bool:
+    """`[compute] register_tiny_image`: default on with the qemu driver, off with fake."""
+    raw = (_conf("register_tiny_image") or "").strip().lower()
+    if raw:
+        return raw in ("1", "true", "yes", "on")
+    return any(not isinstance(h.driver, _fake_driver_class()) for h in _hosts.values())
+
+
+def _fake_driver_class():
+    from pocketstack.compute.virt.fake import FakeDriver
+
+    return FakeDriver
+
+
+def _register_tiny_image() -> None:
+    """Build (cached, ~30 s the first time) and register `pocketstack-tiny`, off the startup path."""
+    from pocketstack.compute import tinyimage
+
+    log.info("registering the %s image in the background (a first build takes ~30 s)", tinyimage.IMAGE_NAME)
+    try:
+        image = tinyimage.register()
+    except Exception as exc:  # noqa: BLE001 - a cloud without the test image still works
+        log.warning("could not register the %s image: %s", tinyimage.IMAGE_NAME, exc)
+        return
+    log.info("image %s is %s (%s)", image["name"], image["id"], image["status"])
 
 
 def stop() -> None:
@@ -247,6 +278,10 @@ def instance_info(inst: Instance, **extra) -> vd.InstanceInfo:
             nw = net.get_instance_nw_info(inst.uuid)
     except Exception:  # noqa: BLE001 - no network service: a guest without vifs
         nw = []
+    if "block_devices" not in extra:  # the connected volumes, root (boot_index 0) first
+        from pocketstack.compute import block_device
+
+        extra["block_devices"] = block_device.block_devices(inst.uuid)
     return vd.InstanceInfo(uuid=inst.uuid, name=f"instance-{inst.id:08x}", display_name=inst.display_name,
                            flavor=dict(inst.flavor or {}), image_ref=inst.image_ref, key_data=inst.key_data,
                            user_data=inst.user_data, network_info=nw, metadata=dict(inst.meta or {}),
@@ -290,6 +325,46 @@ def notify(inst_uuid: str, event: str, **extra) -> None:
     emit(f"compute.instance.{event}", payload)
 
 
+# ---------------------------------------------------------------------------- vif plugging
+def _dataplane():
+    """The network dataplane when it builds host devices (None for the noop backend or
+    without a network service): ports are plugged through it before QEMU opens their taps."""
+    try:
+        from pocketstack.network import backends
+    except ImportError:
+        return None
+    dp = backends.get_dataplane()
+    return None if getattr(dp.backend, "name", "noop") == "noop" else dp
+
+
+def plug_vifs(network_info: list[dict]) -> list[dict]:
+    """Plug every vif's port (idempotent) and copy the answer (tap, bridge, mtu) into the
+    vif dicts the driver gets (`devname`, `network.bridge`, `network.mtu`)."""
+    dp = _dataplane()
+    if dp is None:
+        return network_info
+    out = []
+    for vif in network_info:
+        try:
+            info = dp.plug(vif["id"])
+        except Exception as exc:  # noqa: BLE001 - the build fails with a fault, the conductor reschedules
+            raise vd.DriverError(f"Failed to plug vif {vif['id']}: {exc}") from None
+        network = dict(vif.get("network") or {}, bridge=info.get("bridge"))
+        if info.get("mtu"):
+            network["mtu"] = info["mtu"]
+        out.append(dict(vif, devname=info.get("tap") or vif.get("devname"), network=network))
+    return out
+
+
+def unplug_vifs(port_ids: list[str]) -> None:
+    dp = _dataplane()
+    for port_id in port_ids if dp is not None else ():
+        try:
+            dp.unplug(port_id)
+        except Exception:  # noqa: BLE001 - the dataplane's reconcile removes it later
+            log.exception("unplugging port %s failed", port_id)
+
+
 # ---------------------------------------------------------------------------- the agent
 # simple operations: (driver method, expected task_state, final values)
 SIMPLE_OPS = {
@@ -303,6 +378,8 @@ SIMPLE_OPS = {
     "resume": ("resume", "resuming", {"vm_state": "active", "power_state": vd.RUNNING}),
     "unrescue": ("unrescue", "unrescuing", {"vm_state": "active", "power_state": vd.RUNNING}),
 }
+# the simple operations that may (re)start the guest's QEMU: its taps must exist first
+PLUGGING_OPS = {"reboot_soft", "reboot_hard", "start", "resume", "unrescue"}
 EVENT_NAMES = {"reboot_soft": "reboot", "reboot_hard": "reboot", "stop": "stop", "start": "start",
                "pause": "pause", "unpause": "unpause", "suspend": "suspend", "resume": "resume",
                "unrescue": "unrescue"}
@@ -341,6 +418,53 @@ class ComputeHost:
             node.updated_at = utcnow()
             node.state = "up"
 
+    def _plugged(self, inst: Instance, **extra) -> vd.InstanceInfo:
+        """`instance_info` with the ports plugged: for every operation that may start QEMU."""
+        info = instance_info(inst, **extra)
+        info.network_info = plug_vifs(info.network_info)
+        return info
+
+    def sync_power_states(self) -> None:
+        """On start, align the database with what the hypervisor really runs (Nova's
+        `_sync_power_states`): a server whose guest died is SHUTOFF (vm_state stopped);
+        guests the database does not know are logged, never killed. Plugs the ports of the
+        known guests again, so the dataplane serves their networks after a restart."""
+        lister = getattr(self.driver, "list_instances", None)
+        if lister is None:  # the fake driver keeps nothing across restarts
+            return
+        try:
+            found = lister()
+        except Exception:  # noqa: BLE001
+            log.exception("listing the instances of %s failed", self.name)
+            return
+        with current().db.session() as sess:
+            rows = list(sess.scalars(select(Instance).where(Instance.host == self.name,
+                                                            Instance.deleted.is_(False))))
+            known = {i.uuid for i in rows}
+            for inst in rows:
+                state = found.get(inst.uuid)
+                if state is None:
+                    if inst.vm_state not in ("building", "error", "shelved_offloaded"):
+                        log.warning("server %s has no guest on %s", inst.uuid, self.name)
+                        inst.power_state = vd.NOSTATE
+                    continue
+                if state != inst.power_state:
+                    log.info("server %s: power state %s in the database, %s on %s", inst.uuid,
+                             inst.power_state, state, self.name)
+                    inst.power_state = state
+                if inst.vm_state in ("active", "paused", "rescued") and state in (vd.SHUTDOWN, vd.CRASHED):
+                    log.warning("server %s: its guest is gone (QEMU not running); now SHUTOFF", inst.uuid)
+                    inst.vm_state, inst.task_state = "stopped", None
+                inst.updated_at = utcnow()
+        for uuid in sorted(set(found) - known):
+            log.warning("unknown guest %s on %s (no server in the database); left running", uuid, self.name)
+        for inst in rows:
+            if inst.uuid in found:
+                try:
+                    plug_vifs(instance_info(inst).network_info)
+                except vd.DriverError as exc:
+                    log.warning("re-plugging the ports of %s failed: %s", inst.uuid, exc)
+
     def host_info(self) -> dict:
         res = self.driver.get_available_resources()
         return {"host": self.name, "hypervisor_type": res.hypervisor_type, "vcpus": res.vcpus,
@@ -356,7 +480,7 @@ class ComputeHost:
         with instance_actions.Event(instance_uuid, request_id, "compute_build_and_run_instance", self.name):
             if not save(instance_uuid, "block_device_mapping", task_state="spawning"):
                 return
-            self.driver.spawn(instance_info(inst, admin_password=admin_password))
+            self.driver.spawn(self._plugged(inst, admin_password=admin_password))
         save(instance_uuid, "spawning", vm_state="active", task_state=None, power_state=vd.RUNNING,
              launched_at=utcnow(), progress=100)
 
@@ -365,10 +489,14 @@ class ComputeHost:
         if inst is None:
             return
         with instance_actions.Event(instance_uuid, request_id, "compute_terminate_instance", self.name):
+            if inst.vm_state == "resized":
+                _confirm_resize_on_deleting(inst)
+            info = instance_info(inst)
             try:
-                self.driver.destroy(instance_info(inst))
+                self.driver.destroy(info)
             except vd.DriverError:
                 log.warning("destroying %s failed on %s; deleting anyway", instance_uuid, self.name)
+            unplug_vifs([v["id"] for v in info.network_info])
 
     # -- power operations ------------------------------------------------------------
     def run_simple(self, op: str, instance_uuid: str, request_id: str | None = None) -> None:
@@ -379,10 +507,11 @@ class ComputeHost:
         try:
             with instance_actions.Event(instance_uuid, request_id, f"compute_{EVENT_NAMES[op]}_instance",
                                         self.name):
+                info = self._plugged(inst) if op in PLUGGING_OPS else instance_info(inst)
                 if op == "reboot_soft" or op == "reboot_hard":
-                    self.driver.reboot(instance_info(inst), hard=(op == "reboot_hard"))
+                    self.driver.reboot(info, hard=(op == "reboot_hard"))
                 else:
-                    getattr(self.driver, method)(instance_info(inst))
+                    getattr(self.driver, method)(info)
         except vd.DriverError as exc:
             save(instance_uuid, expected, task_state=None)
             add_fault(instance_uuid, 500, str(exc), host=self.name)
@@ -397,7 +526,7 @@ class ComputeHost:
             return
         try:
             with instance_actions.Event(instance_uuid, request_id, "compute_rescue_instance", self.name):
-                self.driver.rescue(instance_info(inst), rescue_image_ref or inst.image_ref)
+                self.driver.rescue(self._plugged(inst), rescue_image_ref or inst.image_ref)
         except vd.DriverError:
             save(instance_uuid, "rescuing", task_state=None)
             return
@@ -476,11 +605,11 @@ class ComputeHost:
 
     def finish_migration(self, instance_uuid: str) -> None:
         inst = load(instance_uuid)
-        self.driver.finish_migration(instance_info(inst))
+        self.driver.finish_migration(self._plugged(inst))
 
     def finish_revert_migration(self, instance_uuid: str) -> None:
         inst = load(instance_uuid)
-        self.driver.finish_revert_migration(instance_info(inst))
+        self.driver.finish_revert_migration(self._plugged(inst))
 
     def confirm_migration(self, instance_uuid: str) -> None:
         inst = load(instance_uuid)
@@ -492,11 +621,11 @@ class ComputeHost:
 
     def spawn_rebuilt(self, instance_uuid: str) -> None:
         inst = load(instance_uuid)
-        self.driver.rebuild(instance_info(inst))
+        self.driver.rebuild(self._plugged(inst))
 
     def spawn_plain(self, instance_uuid: str) -> None:
         inst = load(instance_uuid)
-        self.driver.spawn(instance_info(inst))
+        self.driver.spawn(self._plugged(inst))
 
     def power_off_plain(self, instance_uuid: str) -> None:
         inst = load(instance_uuid)
@@ -504,20 +633,24 @@ class ComputeHost:
 
     def power_on_plain(self, instance_uuid: str) -> None:
         inst = load(instance_uuid)
-        self.driver.power_on(instance_info(inst))
+        self.driver.power_on(self._plugged(inst))
 
     def destroy_plain(self, instance_uuid: str) -> None:
         inst = load(instance_uuid)
-        self.driver.destroy(instance_info(inst))
+        info = instance_info(inst)
+        self.driver.destroy(info)
+        unplug_vifs([v["id"] for v in info.network_info])
 
     # -- devices -------------------------------------------------------------------------
     def attach_interface(self, instance_uuid: str, vif: dict) -> None:
         inst = load(instance_uuid)
+        [vif] = plug_vifs([vif])
         self.driver.attach_interface(instance_info(inst), vif)
 
     def detach_interface(self, instance_uuid: str, vif: dict) -> None:
         inst = load(instance_uuid)
         self.driver.detach_interface(instance_info(inst), vif)
+        unplug_vifs([vif["id"]])
 
     def attach_volume(self, instance_uuid: str, connection_info: dict, mountpoint: str) -> None:
         inst = load(instance_uuid)
@@ -526,6 +659,25 @@ class ComputeHost:
     def detach_volume(self, instance_uuid: str, connection_info: dict, mountpoint: str) -> None:
         inst = load(instance_uuid)
         self.driver.detach_volume(instance_info(inst), connection_info, mountpoint)
+
+
+def _confirm_resize_on_deleting(inst: Instance) -> None:
+    """Deleting a RESIZED server confirms the resize on the source first (Nova's
+    `_confirm_resize_on_deleting`), so the source host drops the guest it kept for a revert."""
+    from pocketstack.compute import rpc
+    from pocketstack.compute.models import Migration
+
+    with current().db.session() as sess:
+        mig = sess.scalars(select(Migration).where(Migration.instance_uuid == inst.uuid,
+                                                   Migration.status == "finished")
+                           .order_by(Migration.id.desc())).first()
+        source = mig.source_compute if mig is not None else None
+    if not source:
+        return
+    try:
+        rpc.call(source, "confirm_migration", instance_uuid=inst.uuid)
+    except Exception:  # noqa: BLE001 - the delete goes on; the leftovers are logged
+        log.exception("confirming the resize of %s on %s before deleting it failed", inst.uuid, source)
 
 
 def rotate_backups(instance_uuid: str, backup_type: str, rotation: int) -> None:

@@ -22,7 +22,7 @@ import string
 import uuid as uuidlib
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, false, or_, select, update
 
 from pocketstack.common.db import utcnow
 from pocketstack.common.errors import ApiError, BadRequest, Conflict, Forbidden, NotFound
@@ -221,7 +221,19 @@ def instance_security_groups(inst: Instance) -> list[dict]:
 def host_status(sess, host: str | None) -> str:
     if not host:
         return ""
-    svc = sess.scalars(select(Service).where(Service.host == host, Service.binary == "nova-compute")).first()
+    return host_statuses(sess, [host])[host]
+
+
+def host_statuses(sess, hosts) -> dict[str, str]:
+    """2.16 `host_status` of each host, from one query."""
+    if not hosts:
+        return {}
+    found = {s.host: s for s in sess.scalars(select(Service).where(Service.host.in_(set(hosts)),
+                                                                   Service.binary == "nova-compute"))}
+    return {h: _service_status(found.get(h)) for h in hosts}
+
+
+def _service_status(svc: Service | None) -> str:
     if svc is None:
         return "UNKNOWN"
     if not scheduler.service_is_up(svc):
@@ -293,6 +305,13 @@ def _image_props(image: dict) -> dict:
     return {k: v for k, v in image.items() if k not in core_keys}
 
 
+def image_minimums(image: dict, root_gb: int) -> dict:
+    """What a snapshot of the server inherits (as Nova keeps them in system metadata): the
+    image's min_ram, and its min_disk raised to the flavor's root disk."""
+    return {"image_min_ram": str(int(image.get("min_ram") or 0)),
+            "image_min_disk": str(max(int(image.get("min_disk") or 0), int(root_gb or 0)))}
+
+
 def _check_image_vs_flavor(image: dict, flavor) -> None:
     if flavor.ram < int(image.get("min_ram") or 0):
         raise BadRequest("Flavor's memory is too small for requested image.")
@@ -362,7 +381,7 @@ def create(ctx, req: BootRequest, request_id: str | None, *, multi_hostname_ok: 
            ) -> tuple[list[Instance], str | None]:
     """Validate everything, insert the servers (BUILD/scheduling) and start their builds.
     Returns (instances, admin password); nothing is created when any check fails."""
-    from pocketstack.compute import flavors, keypairs, quotas
+    from pocketstack.compute import block_device, flavors, keypairs, quotas
 
     project_id, user_id = ctx.project_id, ctx.user_id
     if not project_id:
@@ -391,24 +410,14 @@ def create(ctx, req: BootRequest, request_id: str | None, *, multi_hostname_ok: 
         force_nodes = [req.hypervisor_hostname] if req.hypervisor_hostname else force_nodes
     flavor = flavors.get_flavor_for_boot(ctx, req.flavor_ref)
     image: dict = {}
-    boot_from_volume = any(b.get("boot_index") in (0, "0") and b.get("source_type") in ("volume", "snapshot")
-                           or b.get("destination_type") == "volume" for b in req.bdms)
     if req.image_ref:
         image = _image(ctx, req.image_ref)
+    if req.bdms:
+        enforce(ctx, "os_compute_api:servers:create:attach_volume", {"project_id": project_id, "user_id": user_id})
+    bdm_plan = block_device.plan(ctx, req.bdms, image, flavor, req.max_count, lambda ref: _image(ctx, ref))
+    if not bdm_plan.volume_backed:
         _check_image_vs_flavor(image, flavor)
-    elif not req.bdms:
-        raise BadRequest("Block Device Mapping is Invalid: Boot sequence for the instance and image/block "
-                         "device mapping combination is not valid.")
-    if boot_from_volume or any(b.get("source_type") in ("volume", "snapshot") for b in req.bdms):
-        vol = next((b.get("uuid") or b.get("volume_id") for b in req.bdms
-                    if b.get("source_type") in ("volume", "snapshot")), None)
-        if vol:
-            raise BadRequest(f"Block Device Mapping is Invalid: failed to get volume {vol}.")
-        raise BadRequest("Block Device Mapping is Invalid: volumes need the block storage service, "
-                         "which this cloud does not run.")
-    if not req.image_ref and not any(b.get("source_type") == "image" for b in req.bdms):
-        raise BadRequest("Block Device Mapping is Invalid: Boot sequence for the instance and image/block "
-                         "device mapping combination is not valid.")
+    block_device.check_zero_disk(ctx, flavor, bdm_plan.volume_backed, allowed)
     key_data = None
     if req.key_name is not None:
         try:
@@ -440,56 +449,53 @@ def create(ctx, req: BootRequest, request_id: str | None, *, multi_hostname_ok: 
     reservation = _reservation_id()
     created: list[Instance] = []
     now = utcnow()
-    with _session() as sess:
-        quotas.check_and_reserve(ctx, project_id, user_id,
-                                 {"instances": count, "cores": count * flavor.vcpus, "ram": count * flavor.ram})
-        for index in range(count):
-            inst_uuid = str(uuidlib.uuid4())
-            name = req.name if count == 1 else f"{req.name}-{index + 1}"
-            if req.hostname is not None:
-                hostname = req.hostname if count == 1 else f"{req.hostname}-{index + 1}"
-            else:
-                hostname = default_hostname(name, inst_uuid)
-            inst = Instance(uuid=inst_uuid, project_id=project_id, user_id=user_id, display_name=name,
-                            hostname=hostname, description=req.description,
-                            image_ref=(image.get("id") if image else ""), flavor=snapshot,
-                            vcpus=flavor.vcpus, memory_mb=flavor.ram, key_name=req.key_name, key_data=key_data,
-                            vm_state=BUILDING, task_state="scheduling", power_state=vd.NOSTATE,
-                            availability_zone=az, pinned_availability_zone=az, locked=False,
-                            meta=dict(req.metadata), tags=list(dict.fromkeys(req.tags)),
-                            system_metadata={"image_" + k: str(v)[:255] for k, v in _image_props(image).items()
-                                             if isinstance(v, (str, int, float, bool))},
-                            user_data=req.user_data, config_drive="True" if req.config_drive else "",
-                            access_ip_v4=req.access_ip_v4, access_ip_v6=req.access_ip_v6,
-                            reservation_id=reservation, launch_index=index,
-                            security_groups=list(dict.fromkeys(req.security_groups)),
-                            requested_networks=req.networks, scheduler_hints=dict(req.hints),
-                            disk_config=req.disk_config, root_device_name="/dev/vda", progress=0,
-                            created_at=now, updated_at=now)
-            sess.add(inst)
-            sess.flush()
-            if image:
-                sess.add(BlockDeviceMapping(uuid=str(uuidlib.uuid4()), instance_uuid=inst_uuid, source_type="image",
-                                            destination_type="local", device_name="/dev/vda", boot_index=0,
-                                            image_id=image["id"], delete_on_termination=True, created_at=now))
-            for bdm in req.bdms:
-                if bdm.get("source_type") == "image" and image and bdm.get("uuid") == image.get("id"):
-                    continue
-                sess.add(BlockDeviceMapping(uuid=str(uuidlib.uuid4()), instance_uuid=inst_uuid,
-                                            source_type=bdm.get("source_type") or "blank",
-                                            destination_type=bdm.get("destination_type") or "local",
-                                            device_name=bdm.get("device_name"), boot_index=bdm.get("boot_index"),
-                                            image_id=bdm.get("uuid") if bdm.get("source_type") == "image" else None,
-                                            volume_size=bdm.get("volume_size"), tag=bdm.get("tag"),
-                                            device_type=bdm.get("device_type"), disk_bus=bdm.get("disk_bus"),
-                                            delete_on_termination=bool(bdm.get("delete_on_termination", False)),
-                                            created_at=now))
-            instance_actions.record(sess, inst_uuid, "create", ctx, request_id)
-            if group is not None:
-                from pocketstack.compute import server_groups
+    uuids = [str(uuidlib.uuid4()) for _ in range(count)]
+    boot_props = {"image_" + k: str(v)[:255] for k, v in _image_props(bdm_plan.boot_image).items()
+                  if isinstance(v, (str, int, float, bool)) and k not in block_device.SM_SKIP_KEYS}
+    boot_props.update(image_minimums(bdm_plan.boot_image or {}, flavor.disk))
+    block_device.reserve(ctx, bdm_plan, uuids[0])  # existing volumes (then count is 1)
+    try:
+        with _session() as sess:
+            quotas.check_and_reserve(ctx, project_id, user_id,
+                                     {"instances": count, "cores": count * flavor.vcpus, "ram": count * flavor.ram})
+            for index, inst_uuid in enumerate(uuids):
+                name = req.name if count == 1 else f"{req.name}-{index + 1}"
+                if req.hostname is not None:
+                    hostname = req.hostname if count == 1 else f"{req.hostname}-{index + 1}"
+                else:
+                    hostname = default_hostname(name, inst_uuid)
+                inst = Instance(uuid=inst_uuid, project_id=project_id, user_id=user_id, display_name=name,
+                                hostname=hostname, description=req.description,
+                                image_ref=(image.get("id") if image else ""), flavor=snapshot,
+                                vcpus=flavor.vcpus, memory_mb=flavor.ram, key_name=req.key_name,
+                                key_data=key_data, vm_state=BUILDING, task_state="scheduling",
+                                power_state=vd.NOSTATE, availability_zone=az, pinned_availability_zone=az,
+                                locked=False, meta=dict(req.metadata), tags=list(dict.fromkeys(req.tags)),
+                                system_metadata=dict(boot_props),
+                                user_data=req.user_data, config_drive="True" if req.config_drive else "",
+                                access_ip_v4=req.access_ip_v4, access_ip_v6=req.access_ip_v6,
+                                reservation_id=reservation, launch_index=index,
+                                security_groups=list(dict.fromkeys(req.security_groups)),
+                                requested_networks=req.networks, scheduler_hints=dict(req.hints),
+                                disk_config=req.disk_config, root_device_name="/dev/vda", progress=0,
+                                created_at=now, updated_at=now)
+                sess.add(inst)
+                sess.flush()
+                if image and not bdm_plan.volume_backed:
+                    sess.add(BlockDeviceMapping(uuid=str(uuidlib.uuid4()), instance_uuid=inst_uuid,
+                                                source_type="image", destination_type="local",
+                                                device_name="/dev/vda", boot_index=0, image_id=image["id"],
+                                                device_type="disk", delete_on_termination=True, created_at=now))
+                sess.add_all(block_device.rows_for(bdm_plan, inst_uuid, now))
+                instance_actions.record(sess, inst_uuid, "create", ctx, request_id)
+                if group is not None:
+                    from pocketstack.compute import server_groups
 
-                server_groups.add_member(group.id, inst_uuid, ctx)
-            created.append(inst)
+                    server_groups.add_member(group.id, inst_uuid, ctx)
+                created.append(inst)
+    except BaseException:
+        block_device.unreserve(bdm_plan)
+        raise
     for inst in created:
         emit("compute.instance.create.start", {"instance_id": inst.uuid, "tenant_id": project_id,
                                                "user_id": user_id, "display_name": inst.display_name,
@@ -558,6 +564,8 @@ def _build(instance_uuid: str, request_id: str | None, ctx, admin_pass: str | No
         if not hosts.save(instance_uuid, "networking", task_state="block_device_mapping"):
             _deallocate_network(ctx, instance_uuid)
             return
+        if not _prepare_block_devices(ctx, instance_uuid, host):
+            return
         try:
             rpc.call(host, "build_and_run_instance", instance_uuid=instance_uuid, request_id=request_id,
                      admin_password=admin_pass)
@@ -576,6 +584,26 @@ def _build(instance_uuid: str, request_id: str | None, ctx, admin_pass: str | No
     msg = (f"Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures "
            f"for instance {instance_uuid}.")
     set_error(instance_uuid, 500, msg, details=str(last_error or msg))
+
+
+def _prepare_block_devices(ctx, instance_uuid: str, host: str) -> bool:
+    """The build's block_device_mapping step (volumes made and connected to `host`); False
+    when the build stops here: the server is in ERROR (Nova's BuildAbort) or was deleted."""
+    from pocketstack.compute import block_device, volumes as compute_volumes
+
+    try:
+        block_device.prepare_for_host(ctx, instance_uuid, host)
+    except block_device.BuildAbort as exc:
+        inst = hosts.load(instance_uuid)
+        if inst is not None and not inst.deleted:  # (a deleted server's volumes are cleaned up already)
+            _deallocate_network(ctx, instance_uuid)
+            set_error(instance_uuid, 500, f"Build of instance {instance_uuid} aborted: {exc}", host=host)
+        return False
+    inst = hosts.load(instance_uuid)
+    if inst is None or inst.deleted:  # deleted meanwhile: what this step attached goes too
+        compute_volumes.detach_all(ctx, instance_uuid)
+        return False
+    return True
 
 
 def _allocate_network(ctx, inst: Instance, host: str, az: str) -> None:
@@ -667,9 +695,9 @@ def _regex(pattern: str):
         return re.compile(re.escape(pattern))
 
 
-def _ips_of(instance_uuid: str, version: int) -> list[str]:
+def _ips_of(vifs: list[dict], version: int) -> list[str]:
     out = []
-    for vif in nw_info(instance_uuid):
+    for vif in vifs:
         for subnet in vif.get("network", {}).get("subnets", []):
             for ip in subnet.get("ips", []):
                 if int(ip.get("version", subnet.get("version", 4))) == version:
@@ -679,47 +707,65 @@ def _ips_of(instance_uuid: str, version: int) -> list[str]:
     return out
 
 
-def list_instances(ctx, q: ListQuery) -> list[Instance]:
-    """Every server matching `q`, sorted; the API paginates."""
-    with _session() as sess:
-        stmt = select(Instance)
-        if q.project_id:
-            stmt = stmt.where(Instance.project_id == q.project_id)
-        elif not q.all_tenants:
-            stmt = stmt.where(Instance.project_id == ctx.project_id)
-        if q.deleted is True:
-            stmt = stmt.where(Instance.deleted.is_(True))
-        elif q.deleted is False or (q.changes_since is None and q.changes_before is None):
-            stmt = stmt.where(Instance.deleted.is_(False))
-        if q.user_id:
-            stmt = stmt.where(Instance.user_id == q.user_id)
-        if q.host:
-            stmt = stmt.where(Instance.host == q.host)
-        if q.node:
-            stmt = stmt.where(Instance.node == q.node)
-        if q.reservation_id:
-            stmt = stmt.where(Instance.reservation_id == q.reservation_id)
-        if q.availability_zone:
-            stmt = stmt.where(Instance.availability_zone == q.availability_zone)
-        if q.key_name:
-            stmt = stmt.where(Instance.key_name == q.key_name)
-        if q.uuid:
-            stmt = stmt.where(Instance.uuid == q.uuid)
-        if q.locked is not None:
-            stmt = stmt.where(Instance.locked.is_(q.locked))
-        if q.image:
-            stmt = stmt.where(Instance.image_ref == q.image.rstrip("/").rsplit("/", 1)[-1])
-        if q.changes_since is not None:
-            stmt = stmt.where(Instance.updated_at >= q.changes_since)
-        if q.changes_before is not None:
-            stmt = stmt.where(Instance.updated_at <= q.changes_before)
-        if q.vm_state:
-            stmt = stmt.where(Instance.vm_state.in_(q.vm_state))
-        if q.task_state:
-            stmt = stmt.where(Instance.task_state.in_(q.task_state))
-        if q.power_state:
-            stmt = stmt.where(Instance.power_state.in_(q.power_state))
-        rows = list(sess.scalars(stmt))
+def nw_info_many(instance_uuids: list[str]) -> dict[str, list[dict]]:
+    """`nw_info` for many servers in a few queries (the network service's batched call)."""
+    out: dict[str, list[dict]] = {u: [] for u in instance_uuids}
+    if not instance_uuids:
+        return out
+    fn = net_fn("get_instances_nw_info")
+    try:
+        if fn is not None:
+            out.update(fn(instance_uuids))
+        else:
+            out.update({u: nw_info(u) for u in instance_uuids})
+    except Exception:  # noqa: BLE001 - a network hiccup must not break a server list
+        log.exception("network info for %d servers unavailable", len(instance_uuids))
+    return out
+
+
+def security_groups_many(insts: list[Instance], vifs: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """`instance_security_groups` for a page of servers: one query for all their ports."""
+    wired = [i.uuid for i in insts if i.host and vifs.get(i.uuid)]
+    names: dict[str, list[str]] = {}
+    fn = net_fn("instances_security_group_names")
+    if wired and fn is not None:
+        try:
+            names = {u: [] for u in wired} | fn(wired)
+        except Exception:  # noqa: BLE001 - fall back to the names asked for at boot
+            log.exception("security groups of %d servers unavailable", len(wired))
+    return {i.uuid: [{"name": n} for n in names.get(i.uuid, i.security_groups or [])] for i in insts}
+
+
+def _filtered(ctx, q: ListQuery):
+    """The SELECT with every filter SQL can apply (all but regexes, flavor, IPs, tags)."""
+    stmt = select(Instance)
+    if q.project_id:
+        stmt = stmt.where(Instance.project_id == q.project_id)
+    elif not q.all_tenants:
+        stmt = stmt.where(Instance.project_id == ctx.project_id)
+    if q.deleted is True:
+        stmt = stmt.where(Instance.deleted.is_(True))
+    elif q.deleted is False or (q.changes_since is None and q.changes_before is None):
+        stmt = stmt.where(Instance.deleted.is_(False))
+    for value, col in ((q.user_id, Instance.user_id), (q.host, Instance.host), (q.node, Instance.node),
+                       (q.reservation_id, Instance.reservation_id), (q.key_name, Instance.key_name),
+                       (q.availability_zone, Instance.availability_zone), (q.uuid, Instance.uuid)):
+        if value:
+            stmt = stmt.where(col == value)
+    if q.locked is not None:
+        stmt = stmt.where(Instance.locked.is_(q.locked))
+    if q.image:
+        stmt = stmt.where(Instance.image_ref == q.image.rstrip("/").rsplit("/", 1)[-1])
+    if q.changes_since is not None:
+        stmt = stmt.where(Instance.updated_at >= q.changes_since)
+    if q.changes_before is not None:
+        stmt = stmt.where(Instance.updated_at <= q.changes_before)
+    if q.vm_state:
+        stmt = stmt.where(Instance.vm_state.in_(q.vm_state))
+    if q.task_state:
+        stmt = stmt.where(Instance.task_state.in_(q.task_state))
+    if q.power_state:
+        stmt = stmt.where(Instance.power_state.in_(q.power_state))
     if q.status:
         wanted = []
         for st in q.status:
@@ -727,27 +773,38 @@ def list_instances(ctx, q: ListQuery) -> list[Instance]:
             if pairs is None:
                 if q.strict_status:
                     raise BadRequest("Invalid status value")
-                return []
+                return None
             wanted.extend(pairs)
-        rows = [r for r in rows if any(_state_matches(r, vm, tasks) for vm, tasks in wanted)]
+        stmt = stmt.where(or_(false(), *(_state_clause(vm, tasks) for vm, tasks in wanted)))
+    return stmt
+
+
+def _state_clause(vm: str, tasks):
+    if tasks is None:
+        return Instance.vm_state == vm
+    if tasks and tasks[0] == "!":
+        return and_(Instance.vm_state == vm, or_(Instance.task_state.is_(None), Instance.task_state.not_in(tasks[1:])))
+    return and_(Instance.vm_state == vm, Instance.task_state.in_(tasks))
+
+
+def _needs_python(q: ListQuery) -> bool:
+    return bool(q.flavor or q.name or q.description or q.hostname or q.ip or q.ip6
+                or q.tags or q.tags_any or q.not_tags or q.not_tags_any)
+
+
+def _python_filters(rows: list[Instance], q: ListQuery) -> list[Instance]:
     if q.flavor:
         ref = q.flavor.rstrip("/").rsplit("/", 1)[-1]
         rows = [r for r in rows if str((r.flavor or {}).get("flavorid")) == ref]
-    if q.name:
-        rx = _regex(q.name)
-        rows = [r for r in rows if rx.search(r.display_name or "")]
-    if q.description:
-        rx = _regex(q.description)
-        rows = [r for r in rows if rx.search(r.description or "")]
-    if q.hostname:
-        rx = _regex(q.hostname)
-        rows = [r for r in rows if rx.search(r.hostname or "")]
-    if q.ip:
-        rx = _regex(q.ip)
-        rows = [r for r in rows if any(rx.search(a) for a in _ips_of(r.uuid, 4))]
-    if q.ip6:
-        rx = _regex(q.ip6)
-        rows = [r for r in rows if any(rx.search(a) for a in _ips_of(r.uuid, 6))]
+    for pattern, attr in ((q.name, "display_name"), (q.description, "description"), (q.hostname, "hostname")):
+        if pattern:
+            rx = _regex(pattern)
+            rows = [r for r in rows if rx.search(getattr(r, attr) or "")]
+    for pattern, version in ((q.ip, 4), (q.ip6, 6)):
+        if pattern:
+            rx = _regex(pattern)
+            vifs = nw_info_many([r.uuid for r in rows])
+            rows = [r for r in rows if any(rx.search(a) for a in _ips_of(vifs[r.uuid], version))]
     if q.tags:
         rows = [r for r in rows if set(q.tags) <= set(r.tags or [])]
     if q.tags_any:
@@ -756,24 +813,80 @@ def list_instances(ctx, q: ListQuery) -> list[Instance]:
         rows = [r for r in rows if not set(q.not_tags) <= set(r.tags or [])]
     if q.not_tags_any:
         rows = [r for r in rows if not set(q.not_tags_any) & set(r.tags or [])]
-    for key, direction in reversed(q.sort + [("id", "desc")]):
-        attr = _SORT_ATTR.get(key, key)
-        rows.sort(key=lambda r, a=attr: _sort_value(getattr(r, a, None)), reverse=(direction == "desc"))
     return rows
 
 
-def _sort_value(v):
-    return (v is not None, v if v is not None else 0) if not isinstance(v, str) else (True, v)
+def _sort_columns(q: ListQuery) -> list[tuple]:
+    return [(getattr(Instance, _SORT_ATTR.get(k, k)), d == "desc") for k, d in q.sort + [("id", "desc")]]
 
 
-def _state_matches(inst: Instance, vm: str, tasks) -> bool:
-    if inst.vm_state != vm:
-        return False
-    if tasks is None:
-        return True
-    if tasks and tasks[0] == "!":
-        return inst.task_state not in tasks[1:]
-    return inst.task_state in tasks
+def list_instances(ctx, q: ListQuery) -> list[Instance]:
+    """Every server matching `q`, sorted (in SQL; Python sorts only what Python filtered)."""
+    stmt = _filtered(ctx, q)
+    if stmt is None:
+        return []
+    with _session() as sess:
+        rows = list(sess.scalars(stmt.order_by(*_order(q))))
+    return _python_filters(rows, q) if _needs_python(q) else rows
+
+
+def _order(q: ListQuery) -> list:
+    # None sorts first ascending and last descending, as Python's sort of (is-not-None, value)
+    return [c.desc().nulls_last() if desc else c.asc().nulls_first() for c, desc in _sort_columns(q)]
+
+
+def _after(q: ListQuery, marker: Instance):
+    """Rows strictly after `marker` in `q`'s order (keyset pagination; the key ends in `id`)."""
+    ors, equal = [], []
+    for col, desc in _sort_columns(q):
+        v = getattr(marker, col.key)
+        if desc:
+            later = None if v is None else or_(col < v, col.is_(None))
+        else:
+            later = col.is_not(None) if v is None else col > v
+        if later is not None:
+            ors.append(and_(*equal, later))
+        equal.append(col.is_(None) if v is None else col == v)
+    return or_(false(), *ors)
+
+
+_UNSHOWN = {"old_flavor", "new_flavor", "requested_networks", "key_data", "vcpus", "memory_mb", "locked_by",
+            "deleted", "deleted_at"}
+
+
+def list_page(ctx, q: ListQuery, limit: int, marker: str | None = None, *,
+              columns: tuple = (), skip: tuple = ()) -> tuple[list[Instance], bool]:
+    """One page of `q` after the server `marker` (which must match `q`, else 400): at most
+    `limit` servers and whether more follow. Filters, order and the page are SQL's, so a page
+    costs the same however many servers there are; filters only Python can apply (regexes,
+    flavor, IPs, tags) fall back to filtering the full list. The servers are read-only rows
+    with Instance's attribute names (no ORM objects to build): `columns` of them, else all
+    but those no server body shows and those in `skip`."""
+    if _needs_python(q):
+        rows = list_instances(ctx, q)
+        start = 0
+        if marker:
+            start = next((i + 1 for i, r in enumerate(rows) if r.uuid == marker), -1)
+            if start < 0:
+                raise BadRequest(f"marker [{marker}] not found")
+        page = rows[start:start + limit + 1]
+        return page[:limit], len(page) > limit
+    stmt = _filtered(ctx, q)
+    if stmt is None:
+        return [], False
+    with _session() as sess:
+        if marker:
+            after = sess.scalars(stmt.where(Instance.uuid == marker)).first() if len(marker) <= 36 else None
+            if after is None:
+                raise BadRequest(f"marker [{marker}] not found")
+            stmt = stmt.where(_after(q, after))
+        if columns:
+            keys = [*{c.key for c, _ in _sort_columns(q)} | {"id", "uuid", *columns}]
+        else:
+            keys = [a.key for a in Instance.__mapper__.column_attrs if a.key not in _UNSHOWN and a.key not in skip]
+        stmt = stmt.with_only_columns(*(getattr(Instance, k) for k in keys))
+        rows = sess.execute(stmt.order_by(*_order(q)).limit(limit + 1)).all()
+    return rows[:limit], len(rows) > limit
 
 
 # ---------------------------------------------------------------------------- update / delete

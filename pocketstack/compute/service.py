@@ -13,6 +13,7 @@ def app():
     from pocketstack.compute.api import versions  # noqa: F401
     from pocketstack.compute.api import periphery  # noqa: F401  (flavors, keypairs, quotas, ...)
     from pocketstack.compute.api import images, server_actions, server_extras, servers  # noqa: F401
+    from pocketstack.compute.api import console_auth_tokens  # noqa: F401
     from pocketstack.compute.api.common import MicroversionMiddleware, api
     from pocketstack.compute import hosts
 
@@ -46,7 +47,51 @@ def setup(rt: Runtime) -> None:
     from pocketstack.compute.policies import DEFAULTS
 
     rt.enforcer.register_defaults(DEFAULTS)
+    check_virt_driver(rt.config)
     _setup_metadata(rt)
+
+
+QEMU_DRIVERS = ("qemu", "kvm", "libvirt")
+
+
+def check_virt_driver(config) -> None:
+    """`[compute] compute_driver` (flag `--virt-driver`, env POCKETSTACK_VIRT_DRIVER) must be
+    usable here: the qemu driver needs root (its instances' taps and bridges), QEMU and
+    qemu-img, and one server process (the agent owns the guests); a ConfigError is the
+    CLI's one-line message, never a traceback."""
+    import os
+    import shutil
+
+    from pocketstack.common.config import ConfigError
+
+    kind = (config.get("compute", "compute_driver") or "fake").strip().lower()
+    if kind == "fake":
+        return
+    if kind not in QEMU_DRIVERS:
+        raise ConfigError(f"[compute] compute_driver must be fake or qemu, not {kind!r}")
+    if os.geteuid() != 0:
+        raise ConfigError("the qemu virt driver needs root (taps and bridges for the instances' NICs); "
+                          "run pocketstack as root or use --virt-driver fake")
+    binary = (config.get("compute", "qemu_binary", "") or "qemu-system-x86_64").strip()
+    missing = [tool for tool in (binary, "qemu-img") if shutil.which(tool) is None]
+    if missing:
+        raise ConfigError(f"the qemu virt driver needs {' and '.join(missing)}: run tools/install-system-deps.sh "
+                          "(packages qemu-system-x86, qemu-utils) or use --virt-driver fake")
+    if config.getint("pocketstack", "workers") > 1:
+        raise ConfigError("[compute] compute_driver = qemu runs in one server process: use workers = 1")
+
+
+def banner_hint(config) -> str | None:
+    """The line `pocketstack up` prints about simulated instances and how to get real ones."""
+    driver = (config.get("compute", "compute_driver") or "fake").strip().lower()
+    backend = (config.get("network", "backend") or "noop").strip().lower()
+    if "compute" not in config.enabled_services or (driver in QEMU_DRIVERS and backend != "noop"):
+        return None
+    if driver in QEMU_DRIVERS:
+        return ("  instances:    QEMU guests without a network dataplane (noop backend); for bridges, DHCP "
+                "and NAT add --network-backend linuxbridge")
+    return ("  instances:    simulated (fake virt driver); real VMs with networking: "
+            "sudo pocketstack up --virt-driver qemu --network-backend linuxbridge")
 
 
 def _setup_metadata(rt: Runtime) -> None:
@@ -85,10 +130,12 @@ def bootstrap(rt: Runtime) -> None:
 
 
 def extra_apps() -> dict:
-    """The metadata API at `/metadata` (what the dataplane routes 169.254.169.254 to)."""
+    """The metadata API at `/metadata` (what the dataplane routes 169.254.169.254 to) and the
+    noVNC console proxy at `/compute/console` (mounted before `/compute`)."""
+    from pocketstack.compute import console
     from pocketstack.compute.api.metadata import api as metadata_api
 
-    return {"/metadata": metadata_api.app()}
+    return {"/metadata": metadata_api.app(), "/compute/console": console.app()}
 
 
 def metadata_secret(rt: Runtime) -> str:

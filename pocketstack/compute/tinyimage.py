@@ -41,7 +41,7 @@ log = logging.getLogger("pocketstack.compute.tinyimage")
 IMAGE_NAME = "pocketstack-tiny"
 BANNER = "pocketstack-tiny ready"  # the serial console line tests and users wait for
 LOGIN_USER = "tiny"
-RECIPE_VERSION = "5"  # bump when the recipe below changes
+RECIPE_VERSION = "7"  # bump when the recipe below changes
 
 KERNEL_META_PACKAGE = "linux-image-cloud-amd64"
 PACKAGES = ("busybox-static", "dropbear-bin")
@@ -280,8 +280,9 @@ if [ -n "$DEV" ] && mount -t iso9660 -o ro "$DEV" /mnt/config 2>/dev/null; then
 fi
 if [ -z "$META" ] && [ -n "$IP" ]; then
   for i in 1 2 3; do
-    # (busybox's wget crashes when the connection fails: keep the shell's message off the console)
-    if (wget -q -T 5 -O /run/meta_data.json http://169.254.169.254/openstack/latest/meta_data.json) 2>/dev/null; then
+    # (busybox 1.35's `wget -T` always segfaults: bound it with `timeout` instead, and keep the
+    # shell's message off the console)
+    if (timeout 10 wget -q -O /run/meta_data.json http://169.254.169.254/openstack/latest/meta_data.json) 2>/dev/null; then
       META=metadata-service; break
     fi
     sleep 1
@@ -319,6 +320,18 @@ killall dropbear 2>/dev/null
 sync
 """
 
+# busybox has no lsblk; Tempest's volume tests count disks with `lsblk -lb --nodeps`
+# (TYPE column aligned with its header, sizes in bytes): whole disks from /sys/block
+_LSBLK_SCRIPT = r"""#!/bin/sh
+printf '%-6s %7s %2s %14s %2s %-4s %s\n' NAME MAJ:MIN RM SIZE RO TYPE MOUNTPOINT
+for d in /sys/block/*; do
+  n=${d##*/}
+  case $n in loop*|ram*) continue ;; esac
+  printf '%-6s %7s %2s %14s %2s %-4s\n' "$n" "$(cat $d/dev)" "$(cat $d/removable)" \
+    "$(( $(cat $d/size) * 512 ))" "$(cat $d/ro)" disk
+done
+"""
+
 _UDHCPC_SCRIPT = r"""#!/bin/sh
 case "$1" in
   deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
@@ -350,7 +363,9 @@ def build_initramfs(root: Path, kver: str) -> bytes:
     busybox = root / "bin" / "busybox"
     if not busybox.exists():
         raise BuildError("busybox-static did not unpack a /bin/busybox")
-    c.file("bin/busybox", busybox.read_bytes(), 0o755)
+    # setuid root, as busybox is built for: applets that need root (ping) keep it, every other
+    # (sh, ...) drops to the caller, so `tiny` can ping as CirrOS's user can
+    c.file("bin/busybox", busybox.read_bytes(), 0o4755)
     applets = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True).stdout.split()
     for applet in applets:
         if applet.endswith("/busybox"):
@@ -361,6 +376,7 @@ def build_initramfs(root: Path, kver: str) -> bytes:
     c.file("etc/init.d/rcS", _RCS_SCRIPT.encode(), 0o755)
     c.file("etc/init.d/rcK", _RCK_SCRIPT.encode(), 0o755)
     c.file("etc/udhcpc.script", _UDHCPC_SCRIPT.encode(), 0o755)
+    c.file("usr/bin/lsblk", _LSBLK_SCRIPT.encode(), 0o755)
     c.file("etc/acpi/PWRF/00000080", _ACPI_POWER.encode(), 0o755)
     c.file("etc/acpi/power", _ACPI_POWER.encode(), 0o755)
     c.file("etc/pocketstack-tiny-banner", BANNER.encode() + b"\n")

@@ -5,7 +5,8 @@ attachment, has the instance's host plug the disk in through the virt driver, an
 a block device mapping; `detach` undoes the three in reverse. A failure in the driver
 step releases the volume's attachment again, so the two services never disagree. When a
 server is deleted, `detach_all` detaches every volume (and deletes those marked
-`delete_on_termination`).
+`delete_on_termination`, a volume-backed server's root volume included). Boot from volume
+lives in `block_device.py`.
 """
 from __future__ import annotations
 
@@ -18,19 +19,11 @@ from sqlalchemy import select
 from pocketstack.common.errors import BadRequest, Conflict, NotFound
 from pocketstack.common.runtime import current
 from pocketstack.compute import rpc
+from pocketstack.compute.block_device import volume_core as _volume_core
 from pocketstack.compute.models import BlockDeviceMapping, Instance
 
 log = logging.getLogger("pocketstack.compute")
 DEVICE = re.compile(r"^/dev/[a-z]+[a-z0-9]*$")
-
-
-def _volume_core():
-    """The volume service's interface, or None when block storage is not enabled."""
-    if "volume" not in current().config.enabled_services:
-        return None
-    from pocketstack.volume import core
-
-    return core
 
 
 def _used_devices(sess, instance_uuid: str) -> set[str]:
@@ -92,7 +85,7 @@ def detach(ctx, inst: Instance, volume_id: str) -> None:
         if bdm is None:
             raise NotFound(f"Volume {volume_id} is not attached to server {inst.uuid}.")
         if bdm.boot_index == 0:
-            raise BadRequest("Can't detach root device volume")
+            raise BadRequest("Cannot detach a root device volume")
     _release(ctx, inst, bdm)
 
 
@@ -110,11 +103,13 @@ def _release(ctx, inst: Instance | None, bdm: BlockDeviceMapping, *, deleting: b
             core.detach(None, bdm.attachment_id)
         except NotFound:
             pass
-        if deleting and bdm.delete_on_termination:
-            try:
-                core.delete_volume(None, bdm.volume_id)
-            except Exception:
-                log.exception("deleting volume %s with its server failed", bdm.volume_id)
+    if core is not None and deleting and bdm.delete_on_termination and bdm.volume_id:
+        try:
+            core.delete_volume(None, bdm.volume_id)
+        except NotFound:
+            pass
+        except Exception:
+            log.exception("deleting volume %s with its server failed", bdm.volume_id)
     with current().db.session() as sess:
         row = sess.get(BlockDeviceMapping, bdm.id)
         if row is not None:

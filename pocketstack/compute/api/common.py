@@ -20,7 +20,7 @@ from pocketstack.common.runtime import current
 from pocketstack.common.web import Api
 
 MIN_VERSION = "2.1"
-MAX_VERSION = "2.100"  # every server field a microversion adds or removes up to here follows it
+MAX_VERSION = "2.104"  # every server field a microversion adds or removes up to here follows it
 LEGACY_HEADER = "X-OpenStack-Nova-API-Version"
 SCOPE_KEY = "pocketstack.compute.version"
 

@@ -302,7 +302,8 @@ def rebuild(req, sid, arg):
                              "('hostname' was unexpected)")
         values["hostname"] = _str(arg["hostname"], "hostname", min_len=1)
     pw = _str(arg["adminPass"], "adminPass") if "adminPass" in arg else None
-    pw = actions.rebuild(req.context, sid, req.request_id, image_ref, values, pw)
+    pw = actions.rebuild(req.context, sid, req.request_id, image_ref, values, pw,
+                         reimage_boot_volume=at_least(req, "2.93"))
     inst = sv.get(req.context, sid)
     body = render(req, inst, view="rebuild", groups=groups_of(inst) if at_least(req, "2.71") else None)
     if _enable_password():

@@ -315,6 +315,8 @@ def attach_volume(req):
     bdm = compute_volumes.attach(ctx, inst, volume_id, device=body.get("device"), tag=body.get("tag"),
                                  delete_on_termination=dot)
     emit("compute.instance.volume.attach", {"instance_id": inst.uuid, "volume_id": volume_id}, context=ctx)
+    if at_least(req, "2.101"):  # 202 without a body (the attachment is done by now here)
+        return 202, None
     return {"volumeAttachment": _volume_attachment(req, bdm)}
 
 

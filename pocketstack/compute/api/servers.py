@@ -10,15 +10,17 @@ uniform update/rebuild bodies, 2.90 hostname, 2.96 pinned availability zone).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 
 from sqlalchemy import select
 
-from pocketstack.common.errors import BadRequest
+from pocketstack.common.errors import BadRequest, Conflict
 from pocketstack.common.pagination import next_link, parse_limit
 from pocketstack.compute import servers as sv
-from pocketstack.compute.api.common import api, at_least, session
+from pocketstack.compute.api import params as p
+from pocketstack.compute.api.common import api, at_least, session, version
 from pocketstack.compute.models import BlockDeviceMapping, Instance
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
@@ -33,7 +35,9 @@ def fmt(value: dt.datetime | None) -> str | None:
 def fmt_usec(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat()
+    if value.tzinfo is not dt.timezone.utc:
+        value = value.astimezone(dt.timezone.utc)
+    return value.isoformat()[:-6]  # without "+00:00"
 
 
 def base(req) -> str:
@@ -43,7 +47,10 @@ def base(req) -> str:
 
 
 def server_links(req, server_id: str) -> list[dict]:
-    b = base(req)
+    return _links(base(req), server_id)
+
+
+def _links(b: str, server_id: str) -> list[dict]:
     return [{"rel": "self", "href": f"{b}/v2.1/servers/{server_id}"},
             {"rel": "bookmark", "href": f"{b}/servers/{server_id}"}]
 
@@ -72,19 +79,31 @@ def host_id(inst: Instance) -> str:
     return hashlib.sha224((inst.project_id + inst.host).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def _version_tuple(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
 class RenderContext:
-    """What rendering many servers shares: faults, volumes, groups, host states (one query each)."""
+    """What rendering many servers shares, fetched once per page: faults, volumes, ports and
+    addresses, security groups, host states (one query or batched call each, never one per
+    server), policy answers and the endpoint's URL."""
 
     def __init__(self, req, insts: list[Instance]):
         ctx = req.context
         self.req = req
         self.ctx = ctx
+        self.base = base(req)
+        v = version(req)
+        self.version = (v.major, v.minor)
         self.admin_attrs = sv.allowed(ctx, "os_compute_api:os-extended-server-attributes")
         self.show_host_status = at_least(req, "2.16") and sv.allowed(ctx, "os_compute_api:servers:show:host_status")
         self.extra_specs = sv.allowed(ctx, "os_compute_api:servers:show:flavor-extra-specs")
         uuids = [i.uuid for i in insts]
         with session() as sess:
-            self.faults = sv.faults_for(sess, uuids)
+            # a fault is only shown for ERROR and DELETED servers
+            self.faults = sv.faults_for(sess, [i.uuid for i in insts if i.vm_state in (sv.ERROR, sv.DELETED)])
             self.volumes: dict[str, list] = {u: [] for u in uuids}
             if uuids:
                 for b in sess.scalars(select(BlockDeviceMapping).where(
@@ -92,24 +111,32 @@ class RenderContext:
                         BlockDeviceMapping.destination_type == "volume",
                         BlockDeviceMapping.volume_id.is_not(None)).order_by(BlockDeviceMapping.id)):
                     self.volumes[b.instance_uuid].append(b)
-            self.host_states = {h: sv.host_status(sess, h) for h in {i.host for i in insts if i.host}}
+            self.host_states = sv.host_statuses(sess, {i.host for i in insts if i.host})
+        wired = [i.uuid for i in insts if i.host or i.vm_state != sv.BUILDING]
+        self.vifs = sv.nw_info_many(wired)
+        self.security_groups = sv.security_groups_many(insts, self.vifs)
 
 
 def render(req, inst: Instance, rc: RenderContext | None = None, *, view: str = "show",
            groups: list[str] | None = None) -> dict:
     """The server body: `view` is show (GET / detail), update or rebuild (PUT / rebuild action)."""
     rc = rc or RenderContext(req, [inst])
-    full = view == "show" or at_least(req, "2.75")
+    served = rc.version
+
+    def at(text: str) -> bool:
+        return served >= _version_tuple(text)
+
+    full = view == "show" or at("2.75")
     status = sv.status_of(inst.vm_state, inst.task_state)
-    b = base(req)
+    b = rc.base
     if inst.image_ref:
         image: object = {"id": inst.image_ref, "links": [{"rel": "bookmark", "href": f"{b}/images/{inst.image_ref}"}]}
-        if at_least(req, "2.98"):
+        if at("2.98"):
             image["properties"] = image_properties(inst)
     else:
         image = ""
     fl = inst.flavor or {}
-    if at_least(req, "2.47"):
+    if at("2.47"):
         flavor = {"vcpus": fl.get("vcpus", 0), "ram": fl.get("memory_mb", 0), "disk": fl.get("root_gb", 0),
                   "ephemeral": fl.get("ephemeral_gb", 0), "swap": fl.get("swap", 0) or 0,
                   "original_name": fl.get("name", "")}
@@ -118,14 +145,14 @@ def render(req, inst: Instance, rc: RenderContext | None = None, *, view: str = 
     else:
         fid = str(fl.get("flavorid", ""))
         flavor = {"id": fid, "links": [{"rel": "bookmark", "href": f"{b}/flavors/{fid}"}]}
-    vifs = sv.nw_info(inst.uuid) if inst.host or inst.vm_state != sv.BUILDING else []
+    vifs = rc.vifs.get(inst.uuid, [])
     body = {
         "id": inst.uuid, "name": inst.display_name, "status": status, "tenant_id": inst.project_id,
         "user_id": inst.user_id, "metadata": dict(inst.meta or {}), "hostId": host_id(inst),
         "image": image, "flavor": flavor, "created": fmt(inst.created_at),
         "updated": fmt(inst.updated_at or inst.created_at), "addresses": addresses(vifs, extended=full),
         "accessIPv4": inst.access_ip_v4 or "", "accessIPv6": inst.access_ip_v6 or "",
-        "links": server_links(req, inst.uuid), "OS-DCF:diskConfig": inst.disk_config or "MANUAL",
+        "links": _links(b, inst.uuid), "OS-DCF:diskConfig": inst.disk_config or "MANUAL",
     }
     if status in ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"):
         body["progress"] = inst.progress if status != "BUILD" else 0
@@ -145,50 +172,50 @@ def render(req, inst: Instance, rc: RenderContext | None = None, *, view: str = 
             "OS-EXT-STS:power_state": inst.power_state,
             "config_drive": inst.config_drive or "",
         })
-        sgs = sv.instance_security_groups(inst)
+        sgs = rc.security_groups.get(inst.uuid)
         if sgs:
             body["security_groups"] = sgs
         vols = []
         for v in rc.volumes.get(inst.uuid, []):
             item = {"id": v.volume_id}
-            if at_least(req, "2.3"):
+            if at("2.3"):
                 item["delete_on_termination"] = bool(v.delete_on_termination)
             vols.append(item)
         body["os-extended-volumes:volumes_attached"] = vols
         if rc.admin_attrs:
             body.update({"OS-EXT-SRV-ATTR:host": inst.host, "OS-EXT-SRV-ATTR:hypervisor_hostname": inst.node,
                          "OS-EXT-SRV-ATTR:instance_name": f"instance-{inst.id:08x}"})
-            if at_least(req, "2.3"):
+            if at("2.3"):
                 body.update({"OS-EXT-SRV-ATTR:reservation_id": inst.reservation_id,
                              "OS-EXT-SRV-ATTR:launch_index": inst.launch_index,
                              "OS-EXT-SRV-ATTR:hostname": inst.hostname,
                              "OS-EXT-SRV-ATTR:kernel_id": "", "OS-EXT-SRV-ATTR:ramdisk_id": "",
                              "OS-EXT-SRV-ATTR:root_device_name": inst.root_device_name,
                              "OS-EXT-SRV-ATTR:user_data": inst.user_data})
-        elif at_least(req, "2.90"):
+        elif at("2.90"):
             body["OS-EXT-SRV-ATTR:hostname"] = inst.hostname
         if rc.show_host_status:
             body["host_status"] = rc.host_states.get(inst.host, "") if inst.host else ""
-    if at_least(req, "2.9"):
+    if at("2.9"):
         body["locked"] = bool(inst.locked)
-    if at_least(req, "2.19"):
+    if at("2.19"):
         body["description"] = inst.description
-    if at_least(req, "2.26"):
+    if at("2.26"):
         body["tags"] = list(inst.tags or [])
-    if at_least(req, "2.63"):
+    if at("2.63"):
         body["trusted_image_certificates"] = None
-    if at_least(req, "2.71") and view in ("show", "update", "rebuild") and groups is not None:
+    if at("2.71") and view in ("show", "update", "rebuild") and groups is not None:
         body["server_groups"] = groups
-    if at_least(req, "2.73"):
+    if at("2.73"):
         body["locked_reason"] = inst.locked_reason
-    if at_least(req, "2.96"):
+    if at("2.96"):
         body["pinned_availability_zone"] = inst.pinned_availability_zone
-    if at_least(req, "2.100") and full:
+    if at("2.100") and full:
         body["scheduler_hints"] = dict(inst.scheduler_hints or {})
     if view == "rebuild":
-        if at_least(req, "2.54") and "key_name" not in body:
+        if at("2.54") and "key_name" not in body:
             body["key_name"] = inst.key_name
-        if at_least(req, "2.57"):
+        if at("2.57"):
             body["user_data"] = inst.user_data
             body.pop("OS-EXT-SRV-ATTR:user_data", None)
     return body
@@ -525,9 +552,22 @@ def _split(values: list[str]) -> list[str]:
     return [t for v in values for t in v.split(",") if t]
 
 
+# Nova's index query schema: from 2.75 anything else is a 400
+_LIST_PARAMS = ("user_id", "project_id", "tenant_id", "launch_index", "image_ref", "image", "kernel_id",
+                "ramdisk_id", "hostname", "key_name", "power_state", "vm_state", "task_state", "host", "node",
+                "flavor", "reservation_id", "launched_at", "terminated_at", "availability_zone", "name",
+                "display_name", "description", "display_description", "locked_by", "uuid", "root_device_name",
+                "config_drive", "access_ip_v4", "access_ip_v6", "auto_disk_config", "progress", "sort_key",
+                "sort_dir", "all_tenants", "soft_deleted", "deleted", "status", "changes-since", "ip", "ip6",
+                "created_at", "block_device_mapping", "services", "metadata", "system_metadata", "info_cache",
+                "security_groups", "pci_devices", "limit", "marker", "tags", "tags-any", "not-tags",
+                "not-tags-any", "changes-before", "locked")
+
+
 def list_query(req) -> sv.ListQuery:
     ctx = req.context
     qp = req.query
+    p.strict_query(req, _LIST_PARAMS, "2.75")
     q = sv.ListQuery()
     is_admin = sv.allowed(ctx, "os_compute_api:servers:allow_all_filters")
     if "all_tenants" in qp:
@@ -605,7 +645,8 @@ def _forbidden(message: str):
     return Forbidden(message)
 
 
-def _page(req, rows: list[Instance]) -> tuple[list[Instance], list[dict] | None]:
+def _page(req, *, columns: tuple = (), skip: tuple = ()) -> tuple[list[Instance], list[dict] | None]:
+    """The page `limit` / `marker` ask for (SQL does the paging) and its `next` link."""
     from pocketstack.common.runtime import current
 
     max_limit = int(current().config.get("api", "max_limit", "1000") or 1000)
@@ -615,19 +656,9 @@ def _page(req, rows: list[Instance]) -> tuple[list[Instance], list[dict] | None]
     except BadRequest:
         raise BadRequest(f"Invalid input for query parameters limit. Value: {raw}. "
                          f"'{raw}' does not match '^-?[0-9]+$'") from None
-    marker = req.query.get("marker")
-    start = 0
-    if marker:
-        for i, r in enumerate(rows):
-            if r.uuid == marker:
-                start = i + 1
-                break
-        else:
-            raise BadRequest(f"marker [{marker}] not found")
-    page = rows[start:]
+    q = list_query(req)
     effective = limit if limit is not None else max_limit
-    more = len(page) > effective
-    page = page[:effective]
+    page, more = sv.list_page(req.context, q, effective, req.query.get("marker"), columns=columns, skip=skip)
     links = None
     if more and page:
         path = "/v2.1/servers/detail" if req.raw.url.path.endswith("/detail") else "/v2.1/servers"
@@ -640,9 +671,9 @@ def _page(req, rows: list[Instance]) -> tuple[list[Instance], list[dict] | None]
 def list_servers(req):
     ctx = req.context
     sv.enforce(ctx, "os_compute_api:servers:index")
-    rows, links = _page(req, sv.list_instances(ctx, list_query(req)))
-    body = {"servers": [{"id": r.uuid, "links": server_links(req, r.uuid), "name": r.display_name}
-                        for r in rows]}
+    rows, links = _page(req, columns=("display_name",))
+    b = base(req)
+    body = {"servers": [{"id": r.uuid, "links": _links(b, r.uuid), "name": r.display_name} for r in rows]}
     if links:
         body["servers_links"] = links
     return body
@@ -652,7 +683,10 @@ def list_servers(req):
 def list_servers_detail(req):
     ctx = req.context
     sv.enforce(ctx, "os_compute_api:servers:detail")
-    rows, links = _page(req, sv.list_instances(ctx, list_query(req)))
+    # JSON columns this microversion does not show are not even decoded
+    skip = tuple(col for col, since in (("tags", "2.26"), ("system_metadata", "2.98"), ("scheduler_hints", "2.100"))
+                 if not at_least(req, since))
+    rows, links = _page(req, skip=skip)
     rc = RenderContext(req, rows)
     body = {"servers": [render(req, r, rc, view="show") for r in rows]}
     if links:
@@ -663,6 +697,7 @@ def list_servers_detail(req):
 # ---------------------------------------------------------------------------- show / update / delete
 @api.route("/v2.1/servers/{server_id}", "GET")
 def show_server(req):
+    p.strict_query(req, (), "2.102")
     inst = sv.get(req.context, req.path_params["server_id"])
     return {"server": render(req, inst, groups=groups_of(inst) if at_least(req, "2.71") else None)}
 
@@ -675,6 +710,8 @@ def update_server(req):
         raise BadRequest("Invalid input for field/attribute server. Value: None. None is not of type 'object'")
     values = {}
     allowed = {"name", "accessIPv4", "accessIPv6", "OS-DCF:diskConfig", "description", "hostname"}
+    if at_least(req, "2.104"):
+        allowed.add("pinned_availability_zone")
     extra = set(server) - allowed
     if extra:
         raise BadRequest(f"Invalid input for field/attribute server. Additional properties are not allowed "
@@ -713,9 +750,31 @@ def update_server(req):
         if not _HOSTNAME_RE.match(hn) or (not at_least(req, "2.94") and "." in hn):
             raise _bad("hostname", f"{hn}. '{hn}' does not match the hostname pattern")
         values["hostname"] = hn
+    if "pinned_availability_zone" in server:
+        values["pinned_availability_zone"] = _pin(req, server["pinned_availability_zone"])
     inst = sv.update_instance(req.context, req.path_params["server_id"], values)
     return {"server": render(req, inst, view="update",
                              groups=groups_of(inst) if at_least(req, "2.71") else None)}
+
+
+def _pin(req, az):
+    """2.104: unpin (null) or re-pin a server to the zone it is in now; Nova's 409s otherwise."""
+    if az is not None:
+        az = _str(az, "pinned_availability_zone", min_len=1)
+        if az != az.strip():
+            raise _bad("pinned_availability_zone", f"{az}. '{az}' does not match the name pattern")
+    inst = sv.get(req.context, req.path_params["server_id"], "os_compute_api:servers:update")
+    pinned = inst.pinned_availability_zone
+    if az is None or az == pinned:
+        return az
+    if pinned is not None:
+        raise Conflict("Cannot change pinned availability zone directly. Unpin first by setting "
+                       "pinned_availability_zone to null.")
+    current = inst.availability_zone or ""
+    if az != current:
+        raise Conflict(f"Server can only be pinned to its current availability zone '{current}', "
+                       f"but '{az}' was requested.")
+    return az
 
 
 @api.route("/v2.1/servers/{server_id}", "DELETE")

@@ -31,6 +31,12 @@ class InstanceInfo:
     user_data: str | None = None
     admin_password: str | None = None
     network_info: list = field(default_factory=list)
+    # the volumes connected to this host, the boot volume (boot_index 0) first: dicts
+    # {"boot_index": int | None, "device_name": "/dev/vdX", "volume_id": str,
+    #  "connection_info": what volume.core gave this host, e.g. {"driver_volume_type": "file",
+    #  "data": {"device_path": ..., "format": "raw", ...}}, "delete_on_termination": bool}.
+    # A boot_index-0 entry is the root disk, whatever `image_ref` says (a server booted from a
+    # volume-backed server's snapshot image has both; `image_ref` is "" otherwise).
     block_devices: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
     config_drive: bool = False

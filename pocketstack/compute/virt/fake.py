@@ -4,7 +4,8 @@ Deterministic (console output depends only on the server), optionally slow
 (`[compute] fake_delay` seconds per operation, so users' tests can watch BUILD before
 ACTIVE) and optionally failing: `[compute] fake_fail_hosts` (hosts whose builds fail)
 and `[compute] fake_fail_names` (shell patterns of server names whose builds fail),
-for users testing their own error handling.
+for users testing their own error handling. Like a real hypervisor it refuses to spawn a
+guest without a root disk (no image and no connected boot volume in `block_devices`).
 """
 from __future__ import annotations
 
@@ -58,7 +59,17 @@ class FakeDriver(d.VirtDriver):
             raise d.DriverError(f"Simulated failure on fake host {self.host}")
         if any(fnmatch.fnmatchcase(instance.display_name or "", p) for p in self.fail_names):
             raise d.DriverError(f"Simulated build failure for server {instance.display_name!r}")
+        self._check_root_disk(instance)
         self._set(instance, d.RUNNING)
+
+    @staticmethod
+    def _check_root_disk(instance) -> None:
+        """As a real hypervisor: a guest needs an image or a connected boot volume."""
+        if instance.image_ref:
+            return
+        root = next((b for b in instance.block_devices if b.get("boot_index") == 0), None)
+        if root is None or not (root.get("connection_info") or {}).get("driver_volume_type"):
+            raise d.DriverError(f"Server {instance.uuid} has neither an image nor a connected boot volume")
 
     def destroy(self, instance):
         self._wait()

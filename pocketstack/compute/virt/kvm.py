@@ -10,6 +10,10 @@ count as "KVM works"; anything else (an error, a hang killed by the timeout) mea
 The answer is cached per boot of the host (keyed by `/proc/sys/kernel/random/boot_id`)
 in `<cache>/kvm-probe.json`, so the probe costs its second or two once per boot.
 `[compute] qemu_accel = auto|kvm|tcg` (or env POCKETSTACK_QEMU_ACCEL) forces a choice.
+
+The probe runs with the CPU model guests will get: `-cpu host` first; where the host
+model cannot start (nested KVM refusing an MSR such as IA32_ARCH_CAPABILITIES: QEMU
+aborts at once), the next of `CPU_MODELS` is tried, and the one that ran is `Accel.cpu`.
 """
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ MARKER = b"KVMOK"
 DEBUG_EXIT_PORT = 0xF4
 DEBUG_EXIT_VALUE = 0x10
 EXPECTED_EXIT = (DEBUG_EXIT_VALUE << 1) | 1  # isa-debug-exit: QEMU exits with (value << 1) | 1
+# KVM guests' `-cpu`, best first ("" is QEMU's default model)
+CPU_MODELS = ("host", "host,-arch-capabilities", "")
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Accel:
     reason: str        # why (shown in logs and `hypervisor show`'s cpu_info)
     probe_seconds: float = 0.0
     boot_id: str = ""
+    cpu: str = "host"  # the `-cpu` KVM guests run with ("" : QEMU's default); unused under TCG
 
     @property
     def is_kvm(self) -> bool:
@@ -66,8 +73,9 @@ def _boot_id() -> str:
         return ""
 
 
-def run_probe(accel: str = "kvm", timeout: float = PROBE_TIMEOUT, qemu: str | None = None) -> tuple[bool, str, float]:
-    """Boot the payload with `-accel <accel>`; (worked, reason, seconds)."""
+def run_probe(accel: str = "kvm", timeout: float = PROBE_TIMEOUT, qemu: str | None = None,
+              cpu: str = "") -> tuple[bool, str, float]:
+    """Boot the payload with `-accel <accel>` (and `-cpu <cpu>`); (worked, reason, seconds)."""
     qemu = qemu or QEMU
     if shutil.which(qemu) is None:
         return False, f"{qemu} is not installed", 0.0
@@ -80,7 +88,7 @@ def run_probe(accel: str = "kvm", timeout: float = PROBE_TIMEOUT, qemu: str | No
         cmd = [qemu, "-accel", accel, "-machine", "pc", "-m", "16", "-nodefaults", "-no-user-config",
                "-display", "none", "-no-reboot", "-serial", "stdio",
                "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04",
-               "-drive", f"file={disk},format=raw,if=ide,index=0,media=disk"]
+               "-drive", f"file={disk},format=raw,if=ide,index=0,media=disk"] + (["-cpu", cpu] if cpu else [])
         try:
             proc = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
@@ -89,7 +97,7 @@ def run_probe(accel: str = "kvm", timeout: float = PROBE_TIMEOUT, qemu: str | No
             return False, f"cannot run {qemu}: {exc}", 0.0
     took = time.monotonic() - start
     if proc.returncode == EXPECTED_EXIT and MARKER in proc.stdout:
-        return True, f"a {accel} guest ran the probe in {took:.2f} s", took
+        return True, f"a {accel} guest ran the probe in {took:.2f} s" + (f" (-cpu {cpu})" if cpu else ""), took
     err = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
     return False, (f"the {accel} probe failed (exit {proc.returncode})" + (f": {err[-1]}" if err else "")), took
 
@@ -120,13 +128,17 @@ def detect(force: str | None = None, *, use_cache: bool = True, timeout: float =
         if use_cache:
             try:
                 data = json.loads(cache.read_text())
-                if data.get("boot_id") == boot_id and boot_id:
+                if data.get("boot_id") == boot_id and boot_id and "cpu" in data:
                     _memo = Accel(**data)
                     return _memo
             except (OSError, ValueError, TypeError):
                 pass
-        ok, reason, took = run_probe("kvm", timeout=timeout)
-        result = Accel("kvm" if ok else "tcg", reason if ok else f"TCG: {reason}", round(took, 3), boot_id)
+        for cpu in CPU_MODELS:
+            ok, reason, took = run_probe("kvm", timeout=timeout, cpu=cpu)
+            if ok or "hangs" in reason or "exit" not in reason:
+                break  # a hang or a missing device: another CPU model will not help
+        result = Accel("kvm" if ok else "tcg", reason if ok else f"TCG: {reason}", round(took, 3), boot_id,
+                       cpu if ok else "")
         log.info("QEMU accelerator: %s (%s)", result.name, result.reason)
         _memo = result
         try:

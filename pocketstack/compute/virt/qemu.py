@@ -12,6 +12,7 @@ instance's directory. Everything about an instance lives in
     config.iso    the config drive (ISO 9660, label config-2) when asked for
     console.log   the serial console (append mode: survives power cycles)
     qemu.pid, qmp.sock    the running QEMU
+    vnc.sock      QEMU's VNC server (the graphical console; compute/console.py relays it)
     suspend.state the saved RAM and device state of a suspended guest
 
 Base images are downloaded once per host into `<instances_dir>/_base/<image_id>` and
@@ -33,6 +34,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from hashlib import sha1
@@ -90,8 +92,85 @@ def _opt(value) -> str:
     return str(value).replace(",", ",,")
 
 
-def _image_info(path: Path, fmt: str | None = None) -> dict:
-    cmd = [QEMU_IMG, "info", "--output=json"]
+def _split_block_devices(bdms) -> tuple[dict | None, list[dict]]:
+    """(the boot volume: boot_index 0 with a connection, or None; the other volumes)."""
+    boot, others = None, []
+    for bdm in bdms or []:
+        if not (bdm or {}).get("connection_info"):
+            continue  # an image or blank local disk: not a volume
+        if str(bdm.get("boot_index")) == "0" and boot is None:
+            boot = bdm
+        else:
+            others.append(bdm)
+    return boot, others
+
+
+def _volume_entry(connection_info: dict, mountpoint: str | None, host: str, volume_id: str | None = None) -> dict:
+    """How spec.json keeps one volume: its host path (a file or a block device), a QEMU
+    node name derived from its device name, and the serial the guest sees (the volume id)."""
+    data = (connection_info or {}).get("data") or {}
+    path = data.get("device_path") or data.get("path")
+    if not path or not os.path.exists(path):
+        raise d.DriverError(f"Volume path {path!r} does not exist on host {host}")
+    serial = str(connection_info.get("serial") or data.get("volume_id") or volume_id
+                 or sha1(path.encode()).hexdigest())
+    key = mountpoint or serial
+    return {"node": "vol" + sha1(key.encode()).hexdigest()[:12], "path": path,
+            "block": Path(path).is_block_device(), "serial": re.sub(r"[^A-Za-z0-9-]", "", serial)[:20],
+            "mountpoint": mountpoint}
+
+
+def _tap_fds(pid: int | None, devnames: list[str]) -> dict[str, int]:
+    """Duplicates, in this process, of QEMU `pid`'s descriptors of the taps `devnames`
+    (found by the `iff:` line of /proc/<pid>/fdinfo; pidfd_getfd needs root or ptrace rights)."""
+    import ctypes
+
+    if pid is None:
+        raise d.DriverError("the source QEMU is not running")
+    targets: dict[str, int] = {}
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            m = re.search(r"^iff:\s*(\S+)", info.read_text(), re.M)
+        except OSError:
+            continue
+        if m and m.group(1) in devnames:
+            targets.setdefault(m.group(1), int(info.name))
+    missing = set(devnames) - set(targets)
+    if missing:
+        raise d.DriverError(f"the source QEMU holds no tap named {', '.join(sorted(missing))}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    out: dict[str, int] = {}
+    try:
+        for name, target in targets.items():
+            fd = libc.syscall(438, pidfd, target, 0)  # pidfd_getfd(2), Linux >= 5.6
+            if fd < 0:
+                raise d.DriverError(f"cannot share tap {name} with the destination: "
+                                    f"{os.strerror(ctypes.get_errno())}")
+            out[name] = fd
+    except d.DriverError:
+        for fd in out.values():
+            os.close(fd)
+        raise
+    finally:
+        os.close(pidfd)
+    return out
+
+
+def _vnet_hdr_size(fd: int, size: int | None = None) -> int:
+    """A tap's virtio-net header size (TUNGETVNETHDRSZ), set first when `size` is given
+    (TUNSETVNETHDRSZ). It belongs to the tap, not to a descriptor: the destination QEMU of a
+    live migration sets its default when it starts, under the running source's feet."""
+    import fcntl
+    import struct
+
+    if size is not None:
+        fcntl.ioctl(fd, 0x400454D8, struct.pack("i", size))
+    return struct.unpack("i", fcntl.ioctl(fd, 0x800454D7, b"\0" * 4))[0]
+
+
+def _image_info(path: Path, fmt: str | None = None, shared: bool = False) -> dict:
+    cmd = [QEMU_IMG, "info", "--output=json"] + (["-U"] if shared else [])
     if fmt:
         cmd += ["-f", fmt]
     return json.loads(_run(cmd + [str(path)]))
@@ -117,7 +196,7 @@ def from_config(host: str, config, state_dir: str | Path | None = None) -> "Qemu
 
 
 class QemuDriver(d.VirtDriver):
-    console_types = ()  # VNC through a pocketstack console page is the next slice
+    console_types = ("novnc",)  # QEMU's VNC server on vnc.sock, relayed by compute/console.py
     snapshot_format = "qcow2"
 
     def __init__(self, host: str, *, instances_dir: str | Path, accel: str | None = None,
@@ -339,11 +418,11 @@ class QemuDriver(d.VirtDriver):
             meta_path.write_text(json.dumps({"format": fmt, "virtual_size": info.get("virtual-size", 0)}))
             return path, fmt
 
-    def _virtual_size(self, path: Path, fmt: str) -> int:
-        return int(_image_info(path, fmt).get("virtual-size", 0))
+    def _virtual_size(self, path: Path, fmt: str, shared: bool = False) -> int:
+        return int(_image_info(path, fmt, shared).get("virtual-size", 0))
 
     # ------------------------------------------------------------------ the command line
-    def _command(self, uuid: str, spec: dict, incoming: str | None = None) -> list[str]:
+    def _command(self, uuid: str, spec: dict, incoming: str | None = None, paused: bool = False) -> list[str]:
         idir = self._idir(uuid)
         acc = self.accel
         cmd = [self.qemu, "-name", f"guest={_opt(spec['name'])},debug-threads=on", "-uuid", uuid,
@@ -353,26 +432,35 @@ class QemuDriver(d.VirtDriver):
                "-qmp", "unix:qmp.sock,server=on,wait=off",  # relative to the instance dir (cwd)
                "-chardev", f"file,id=serial0,path={_opt(idir / 'console.log')},append=on",
                "-serial", "chardev:serial0", "-D", str(idir / "qemu.log"),
-               "-device", "virtio-rng-pci,id=rng0"]
-        if acc.is_kvm:
-            cmd += ["-cpu", "host"]
+               "-device", "virtio-rng-pci,id=rng0",
+               # the graphical console: a VGA card and QEMU's VNC server on a unix socket in
+               # the instance directory (no TCP port; the console proxy relays it)
+               "-device", "VGA,id=video0", "-vnc", "unix:vnc.sock"]
+        if acc.is_kvm and acc.cpu:
+            cmd += ["-cpu", acc.cpu]  # what the KVM probe ran with (`host` unless it failed)
         for i, disk in enumerate(spec["disks"]):
             ro = bool(disk.get("readonly"))
+            proto = "host_device" if disk.get("block") else "file"
             cmd += ["-blockdev", json.dumps({"driver": disk["format"], "node-name": disk["id"], "read-only": ro,
-                                             "file": {"driver": "file", "filename": disk["path"], "read-only": ro}}),
+                                             "file": {"driver": proto, "filename": disk["path"], "read-only": ro}}),
                     "-device", f"virtio-blk-pci,drive={disk['id']},id={disk['id']}-dev"
-                               + (",bootindex=0" if i == 0 else "")]
+                               + (",bootindex=0" if i == 0 else "")
+                               + (f",serial={disk['serial']}" if disk.get("serial") else "")]
         for vol in spec.get("volumes", {}).values():
             cmd += ["-blockdev", self._volume_blockdev_arg(vol),
                     "-device", f"virtio-blk-pci,drive={vol['node']},id={vol['node']}-dev,serial={vol['serial']}"]
         for nic in spec.get("nics", []):
-            cmd += ["-netdev", f"tap,id={nic['id']},ifname={nic['devname']},script=no,downscript=no",
+            # a live migration's destination shares the source's tap through a descriptor
+            tap = f"fd={nic['fd']}" if nic.get("fd") is not None else f"ifname={nic['devname']},script=no,downscript=no"
+            cmd += ["-netdev", f"tap,id={nic['id']},{tap}",
                     "-device", f"virtio-net-pci,netdev={nic['id']},id={nic['id']}-dev,mac={nic['mac']}"]
         if not spec.get("nics") and spec.get("user_network"):
             fwd = f",hostfwd=tcp:127.0.0.1:{spec['ssh_port']}-:22" if spec.get("ssh_port") else ""
             cmd += ["-netdev", f"user,id=usernet0{fwd}", "-device", "virtio-net-pci,netdev=usernet0,id=usernet0-dev"]
         if incoming:
             cmd += ["-incoming", incoming]
+        if paused:
+            cmd.append("-S")
         return cmd
 
     @staticmethod
@@ -384,11 +472,12 @@ class QemuDriver(d.VirtDriver):
         kind = "host_device" if vol.get("block") else "file"
         return {"driver": "raw", "node-name": vol["node"], "file": {"driver": kind, "filename": vol["path"]}}
 
-    def _launch(self, uuid: str, spec: dict, incoming: str | None = None) -> None:
+    def _launch(self, uuid: str, spec: dict, incoming: str | None = None, paused: bool = False) -> None:
         spec = spec.get("rescue") or spec  # a rescued guest boots its rescue disk until unrescue
-        cmd = self._command(uuid, spec, incoming)
+        cmd = self._command(uuid, spec, incoming, paused)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=self.boot_timeout,
-                             stdin=subprocess.DEVNULL, cwd=self._idir(uuid))
+                             stdin=subprocess.DEVNULL, cwd=self._idir(uuid),
+                             pass_fds=[n["fd"] for n in spec.get("nics", []) if n.get("fd") is not None])
         if res.returncode != 0:
             why = (res.stderr or res.stdout).strip()
             if not why:
@@ -466,18 +555,25 @@ class QemuDriver(d.VirtDriver):
         swap_mb = int(flavor.get("swap", 0) or 0)
         disks = []
         image_ref = image_ref or instance.image_ref
-        if not image_ref:
-            raise d.DriverError("Booting from volume is not supported by the QEMU driver yet")
-        base, fmt = self._base_image(image_ref)
-        vsize = self._virtual_size(base, fmt)
-        size = max(vsize, root_gb * GiB)
-        if root_gb and root_gb * GiB < vsize:
-            raise d.DriverError(f"Flavor's disk is too small for requested image. Flavor disk is "
-                                f"{root_gb * GiB} bytes, image is {vsize} bytes.")
-        root = idir / "disk.qcow2"
-        root.unlink(missing_ok=True)
-        _run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(base), str(root), str(size)])
-        disks.append({"id": "root", "path": str(root), "format": "qcow2"})
+        boot_volume, other_volumes = _split_block_devices(instance.block_devices)
+        if boot_volume is not None:  # boot from volume: the volume is the root disk, no overlay
+            vol = _volume_entry(boot_volume["connection_info"], boot_volume.get("device_name") or "/dev/vda",
+                                self.host)
+            disks.append({"id": "root", "path": vol["path"], "format": "raw", "block": vol["block"],
+                          "volume": True, "serial": vol["serial"]})
+        elif not image_ref:
+            raise d.DriverError(f"Instance {instance.uuid} has neither an image nor a boot volume")
+        else:
+            base, fmt = self._base_image(image_ref)
+            vsize = self._virtual_size(base, fmt)
+            size = max(vsize, root_gb * GiB)
+            if root_gb and root_gb * GiB < vsize:
+                raise d.DriverError(f"Flavor's disk is too small for requested image. Flavor disk is "
+                                    f"{root_gb * GiB} bytes, image is {vsize} bytes.")
+            root = idir / "disk.qcow2"
+            root.unlink(missing_ok=True)
+            _run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-F", fmt, "-b", str(base), str(root), str(size)])
+            disks.append({"id": "root", "path": str(root), "format": "qcow2"})
         if eph_gb:
             eph = idir / "disk.eph0"
             _run([QEMU_IMG, "create", "-q", "-f", "qcow2", str(eph), f"{eph_gb}G"])
@@ -496,8 +592,12 @@ class QemuDriver(d.VirtDriver):
             devname = vif.get("devname") or f"tap{vif['id'][:11]}"
             nics.append({"id": f"net{n}", "devname": devname[:15], "mac": vif.get("address"),
                          "bridge": (vif.get("network") or {}).get("bridge"), "vif_id": vif.get("id")})
+        volumes = {}
+        for bdm in other_volumes:  # the server's other volumes, attached from the start
+            key = bdm.get("device_name") or bdm.get("volume_id") or f"/dev/vd{chr(ord('b') + len(volumes))}"
+            volumes[key] = _volume_entry(bdm["connection_info"], key, self.host, bdm.get("volume_id"))
         spec = {"uuid": instance.uuid, "name": instance.name, "vcpus": vcpus, "memory_mb": ram,
-                "image_ref": image_ref, "disks": disks, "nics": nics, "volumes": {},
+                "image_ref": image_ref or "", "disks": disks, "nics": nics, "volumes": volumes,
                 "user_network": self.user_network and not nics}
         if spec["user_network"]:  # the guest's SSH on a loopback port of the host (dev/tests only)
             with socket.socket() as s:
@@ -648,15 +748,15 @@ class QemuDriver(d.VirtDriver):
         copied: stopping QEMU flushes its caches, so the file is consistent)."""
         uuid = instance.uuid
         with self._lock(uuid):
-            self._spec(uuid)
-            root = self._idir(uuid) / "disk.qcow2"
+            disk = next(x for x in self._spec(uuid)["disks"] if x["id"] == "root")
+            root, fmt = disk["path"], disk["format"]
             was_running = self._status(uuid) == "running"
             if was_running:
                 with self._qmp(uuid) as q:
                     q.execute("stop")
             try:
                 tmp = dest.with_name(f".{dest.name}.part")
-                _run([QEMU_IMG, "convert", "-U", "-f", "qcow2", "-O", "qcow2", str(root), str(tmp)], timeout=1800)
+                _run([QEMU_IMG, "convert", "-U", "-f", fmt, "-O", "qcow2", root, str(tmp)], timeout=1800)
                 os.replace(tmp, dest)
             finally:
                 if was_running:
@@ -669,7 +769,7 @@ class QemuDriver(d.VirtDriver):
             finally:
                 dest.unlink(missing_ok=True)
 
-    # ------------------------------------------------------------------ moves (next slice)
+    # ------------------------------------------------------------------ rescue and moves
     def _unsupported(self, what: str):
         raise d.DriverError(f"{what} is not supported by the QEMU driver yet")
 
@@ -750,14 +850,17 @@ class QemuDriver(d.VirtDriver):
             idir = self._idir(uuid)
             shutil.rmtree(idir, ignore_errors=True)
             idir.mkdir(parents=True)
-            base, fmt = self._base_image(spec["image_ref"])
             disks = []
             for disk in spec["disks"]:
                 if disk["id"] == "config":
                     continue  # rebuilt by finish_migration
+                if disk.get("volume"):  # a boot volume stays where it is (this machine)
+                    disks.append(disk)
+                    continue
                 target = idir / Path(disk["path"]).name
                 shutil.copyfile(src / Path(disk["path"]).name, target)
                 if disk["id"] == "root":
+                    base, fmt = self._base_image(spec["image_ref"])
                     _run([QEMU_IMG, "rebase", "-u", "-f", "qcow2", "-F", fmt, "-b", str(base), str(target)])
                 disks.append({**disk, "path": str(target)})
             if (src / "console.log").exists():
@@ -779,6 +882,8 @@ class QemuDriver(d.VirtDriver):
             root_gb = int(flavor.get("root_gb", flavor.get("disk", 0)) or 0)
             eph_gb = int(flavor.get("ephemeral_gb", flavor.get("ephemeral", 0)) or 0)
             for disk in spec["disks"]:
+                if disk.get("volume"):
+                    continue  # a boot volume's size is the volume service's business
                 want = root_gb * GiB if disk["id"] == "root" else eph_gb * GiB if disk["id"] == "eph0" else 0
                 if want and want > self._virtual_size(Path(disk["path"]), disk["format"]):
                     _run([QEMU_IMG, "resize", "-q", "-f", disk["format"], disk["path"], str(want)])
@@ -810,8 +915,184 @@ class QemuDriver(d.VirtDriver):
             os.rename(saved, self._idir(uuid))
             self._launch(uuid, self._spec(uuid))
 
-    def live_migrate(self, instance, dest_host):
-        self._unsupported("Live migration")
+    # Live migration between the QEMU hosts of this machine, the way libvirt does
+    # non-shared-storage migration: the destination QEMU starts paused with `-incoming` and
+    # an NBD server exporting its new (empty) disks; the source mirrors each local disk into
+    # it (`blockdev-mirror`, write-blocking so the copies never fall behind), then migrates
+    # RAM and devices; the mirrors are cancelled (drained) once the source has stopped, and
+    # the destination resumes. Volumes (and a boot volume) are files of this machine: both
+    # QEMUs open them, the destination only once the source has let go (QEMU's inactive
+    # images during an incoming migration).
+    def live_migrate(self, instance: d.InstanceInfo, dest_host: str, timeout: float = 600.0) -> None:
+        uuid = instance.uuid
+        dest = _DRIVERS.get(dest_host)
+        if dest is None:
+            raise d.DriverError(f"Host {dest_host} is not a QEMU host of this machine; "
+                                "live migration between machines is not supported yet")
+        if dest is self or dest.dir == self.dir:
+            raise d.DriverError(f"Instance {uuid} is already on host {dest_host}")
+        with self._lock(uuid):
+            spec = self._spec(uuid)
+            if spec.get("rescue"):
+                raise d.DriverError(f"Instance {uuid} is rescued")
+            status = self._status(uuid)
+            if status not in ("running", "paused"):
+                raise d.DriverError(f"Instance {uuid} is not running (QEMU state {status})")
+            work = Path(tempfile.mkdtemp(prefix="ps-mig-"))  # short unix socket paths
+            mirrored = [x["id"] for x in spec["disks"] if x["id"] != "config" and not x.get("volume")]
+            try:
+                dest._prepare_incoming(uuid, self._idir(uuid), spec, work, mirrored, self.pid_of(uuid))
+                try:
+                    self._mirror_and_migrate(uuid, work, mirrored, timeout)
+                except BaseException:
+                    dest._kill(uuid, graceful=False)
+                    shutil.rmtree(dest._idir(uuid), ignore_errors=True)
+                    raise
+                dest._finish_incoming(uuid, resume=status == "running")
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            self._kill(uuid)
+            shutil.rmtree(self._idir(uuid), ignore_errors=True)
+
+    def _prepare_incoming(self, uuid: str, src: Path, spec: dict, work: Path, mirrored: list[str],
+                          src_pid: int | None = None) -> None:
+        """Disks to receive into, then QEMU paused, listening on `work/mig.sock`, with an NBD
+        server on `work/nbd.sock` exporting each disk in `mirrored` (writable). The NICs' taps
+        are the source's: a tap takes one owner, so the destination gets a duplicate of the
+        source QEMU's descriptor of each (pidfd_getfd) and keeps it when the source quits."""
+        with self._lock(uuid):
+            if self.pid_of(uuid) is not None:
+                raise d.DriverError(f"Instance {uuid} is already running on {self.host}")
+            idir = self._idir(uuid)
+            shutil.rmtree(idir, ignore_errors=True)
+            idir.mkdir(parents=True)
+            disks = []
+            for disk in spec["disks"]:
+                if disk.get("volume"):
+                    disks.append(disk)
+                    continue
+                target = idir / Path(disk["path"]).name
+                if disk["id"] == "config":
+                    shutil.copyfile(disk["path"], target)  # read-only: a copy is exact
+                else:
+                    size = str(self._virtual_size(Path(disk["path"]), disk["format"], shared=True))
+                    backing = []
+                    if disk["id"] == "root" and spec.get("image_ref"):
+                        base, fmt = self._base_image(spec["image_ref"])
+                        backing = ["-F", fmt, "-b", str(base)]
+                    _run([QEMU_IMG, "create", "-q", "-f", disk["format"], *backing, str(target), size])
+                disks.append({**disk, "path": str(target)})
+            try:
+                shutil.copyfile(src / "console.log", idir / "console.log")
+            except OSError:
+                pass
+            new = {**spec, "disks": disks}
+            if new.get("ssh_port"):  # the source still holds its forwarded port
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", 0))
+                    new["ssh_port"] = s.getsockname()[1]
+            self._save_spec(uuid, new)
+            fds: dict[str, int] = {}
+            try:
+                if new.get("nics"):
+                    fds = _tap_fds(src_pid, [n["devname"] for n in new["nics"]])
+                launch = {**new, "nics": [{**n, "fd": fds[n["devname"]]} for n in new.get("nics", [])]}
+                hdr = {name: _vnet_hdr_size(fd) for name, fd in fds.items()}
+                self._launch(uuid, launch, incoming=f"unix:{work / 'mig.sock'}", paused=True)
+                for name, fd in fds.items():  # QEMU resets it on start: the source still needs its own
+                    _vnet_hdr_size(fd, hdr[name])
+                with self._qmp(uuid) as q:
+                    q.execute("nbd-server-start", {"addr": {"type": "unix", "data": {"path": str(work / "nbd.sock")}}})
+                    for node in mirrored:
+                        q.execute("block-export-add", {"type": "nbd", "id": f"exp-{node}", "node-name": node,
+                                                       "name": node, "writable": True})
+            except (d.DriverError, QMPError) as exc:
+                self._kill(uuid, graceful=False)
+                shutil.rmtree(idir, ignore_errors=True)
+                raise d.DriverError(f"The destination {self.host} could not prepare for {uuid}: {exc}") from None
+            finally:
+                for fd in fds.values():
+                    os.close(fd)  # QEMU has its own copies now
+
+    def _mirror_and_migrate(self, uuid: str, work: Path, mirrored: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with self._qmp(uuid, 30) as q:
+            try:
+                for node in mirrored:
+                    q.execute("blockdev-add", {"driver": "nbd", "node-name": f"mig-{node}", "export": node,
+                                               "server": {"type": "unix", "path": str(work / "nbd.sock")}})
+                    q.execute("blockdev-mirror", {"job-id": f"mirror-{node}", "device": node,
+                                                  "target": f"mig-{node}", "sync": "top",
+                                                  "copy-mode": "write-blocking"})
+                pending = {f"mirror-{node}" for node in mirrored}
+                while pending:
+                    ev = q.wait_event("BLOCK_JOB_READY", max(0.1, deadline - time.monotonic()),
+                                      lambda e: e.get("data", {}).get("device") in pending)
+                    if ev is None:
+                        raise d.DriverError(f"Copying the disks of {uuid} did not finish in time")
+                    pending.discard(ev["data"]["device"])
+                q.execute("migrate-set-parameters", {"max-bandwidth": 4 << 30, "downtime-limit": 500})
+                q.execute("migrate", {"uri": f"unix:{work / 'mig.sock'}"})
+                while True:
+                    info = q.execute("query-migrate")
+                    st = info.get("status")
+                    if st == "completed":
+                        break
+                    if st in ("failed", "cancelled") or time.monotonic() > deadline:
+                        if st not in ("failed", "cancelled"):
+                            q.execute("migrate_cancel")
+                        raise d.DriverError(f"Live migration of {uuid} failed ({st}: "
+                                            f"{info.get('error-desc', 'timed out')})")
+                    time.sleep(0.02)
+            except QMPError as exc:
+                self._abort_mirrors(q, mirrored)
+                raise d.DriverError(f"Live migration of {uuid} failed: {exc}") from None
+            except d.DriverError:
+                self._abort_mirrors(q, mirrored)
+                raise
+            # the source is stopped now: drain and end each mirror (no pivot)
+            for node in mirrored:
+                q.execute("block-job-cancel", {"device": f"mirror-{node}"})
+            pending = {f"mirror-{node}" for node in mirrored}
+            while pending:
+                ev = q.wait_event("BLOCK_JOB_COMPLETED", 60, lambda e: e.get("data", {}).get("device") in pending)
+                if ev is None:
+                    raise d.DriverError(f"The disk copies of {uuid} did not settle")
+                pending.discard(ev["data"]["device"])
+
+    @staticmethod
+    def _abort_mirrors(q: QMPClient, mirrored: list[str]) -> None:
+        """After a failed attempt the source keeps its own disks (QEMU itself resumes a guest
+        whose migration failed)."""
+        for node in mirrored:
+            try:
+                q.execute("block-job-cancel", {"device": f"mirror-{node}", "force": True})
+                q.wait_event("BLOCK_JOB_CANCELLED", 30, lambda e, n=node: e["data"].get("device") == f"mirror-{n}")
+            except QMPError:
+                pass
+            try:
+                q.execute("blockdev-del", {"node-name": f"mig-{node}"})
+            except QMPError:
+                pass
+
+    def _finish_incoming(self, uuid: str, resume: bool) -> None:
+        """The RAM has arrived: stop the NBD server and run the guest (polled closely: the
+        guest is stopped on both sides meanwhile)."""
+        with self._lock(uuid):
+            try:
+                with self._qmp(uuid) as q:
+                    deadline = time.monotonic() + 60
+                    st = q.execute("query-status")["status"]
+                    while st == "inmigrate" and time.monotonic() < deadline:
+                        time.sleep(0.01)
+                        st = q.execute("query-status")["status"]
+                    if st == "inmigrate":
+                        raise d.DriverError(f"The destination {self.host} did not receive {uuid}")
+                    q.execute("nbd-server-stop")
+                    if resume:
+                        q.execute("cont")
+            except QMPError as exc:
+                raise d.DriverError(f"The destination {self.host} did not receive {uuid}: {exc}") from None
 
     # ------------------------------------------------------------------ devices
     def _device_del(self, uuid: str, dev_id: str, timeout: float = 30.0) -> None:
@@ -828,19 +1109,12 @@ class QemuDriver(d.VirtDriver):
 
     def attach_volume(self, instance: d.InstanceInfo, connection_info: dict, mountpoint: str) -> None:
         uuid = instance.uuid
-        data = (connection_info or {}).get("data") or {}
-        path = data.get("device_path") or data.get("path")
-        if not path or not os.path.exists(path):
-            raise d.DriverError(f"Volume path {path!r} does not exist on host {self.host}")
-        serial = str(connection_info.get("serial") or data.get("volume_id") or sha1(path.encode()).hexdigest())
+        vol = _volume_entry(connection_info, mountpoint, self.host)
         with self._lock(uuid):
             spec = self._spec(uuid)
-            key = mountpoint or serial
+            key = mountpoint or vol["serial"]
             if key in spec["volumes"]:
                 raise d.DriverError(f"Device {key} is already in use on instance {uuid}")
-            vol = {"node": "vol" + sha1(key.encode()).hexdigest()[:12], "path": path,
-                   "block": Path(path).is_block_device(), "serial": re.sub(r"[^A-Za-z0-9-]", "", serial)[:20],
-                   "mountpoint": mountpoint}
             if self.pid_of(uuid) is not None:
                 try:
                     with self._qmp(uuid) as q:
@@ -946,7 +1220,18 @@ class QemuDriver(d.VirtDriver):
         return data.decode("utf-8", errors="replace")
 
     def get_console(self, instance: d.InstanceInfo, console_type: str) -> dict:
-        raise d.DriverError(f"Console type {console_type} is not supported by the QEMU driver yet")
+        """Where the console proxy connects: QEMU's VNC server on `vnc.sock` (a unix socket,
+        `internal_access_path`; `port` is None). Guests started before VNC was enabled have none."""
+        if console_type not in self.console_types:
+            raise d.DriverError(f"Console type {console_type} is not supported by the QEMU driver")
+        uuid = instance.uuid
+        sock = self._idir(uuid) / "vnc.sock"
+        if self.pid_of(uuid) is None:
+            raise d.DriverError(f"Instance {uuid} is not running")
+        if not sock.exists():
+            raise d.DriverError(f"Instance {uuid} has no VNC server (started before consoles were enabled: "
+                                "power it off and on)")
+        return {"host": self.host, "port": None, "internal_access_path": str(sock)}
 
     def inject_nmi(self, instance: d.InstanceInfo) -> None:
         self._simple_qmp(instance, "inject-nmi")
