@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PIP     = $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: up test tempest tempest-identity bench bench-image bench-compute bench-network bench-object bench-volume setup clean
+.PHONY: up test tempest tempest-identity bench bench-image bench-compute bench-network bench-object bench-volume bench-real setup clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-object: $(STAMP)
 # Block Storage: create-to-available latency (p50/p99 of 50) and create-from-image MB/s vs cp (ARGS=--quick).
 bench-volume: $(STAMP)
 	$(BIN)/python bench/volume.py $(ARGS)
+
+# Real instances (root + QEMU): boot-to-ping/SSH p50, guests per host, guest-to-guest vs veth throughput.
+bench-real: $(STAMP)
+	$(BIN)/python bench/real.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .tempest .pytest_cache

@@ -63,9 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--workers", type=int, help="server processes (env POCKETSTACK_WORKERS, default 1)")
     up.add_argument("--fake-hosts", type=int, help="simulated compute hosts of the fake virt driver "
                     "(env POCKETSTACK_FAKE_HOSTS, default 1)")
+    up.add_argument("--virt-driver", choices=("fake", "qemu"),
+                    help="compute virt driver: fake (simulated hosts), or qemu (real instances on this machine; "
+                         "needs root and qemu-system-x86_64) (env POCKETSTACK_VIRT_DRIVER, default fake)")
     up.add_argument("--network-backend", choices=("noop", "linuxbridge"),
                     help="network dataplane: noop, or linuxbridge (needs root; bridges, DHCP, NAT) "
                          "(env POCKETSTACK_NETWORK_BACKEND, default noop)")
+    up.add_argument("--external-network", choices=("demo",),
+                    help="demo: an external network `public` (172.24.4.0/24) whose gateway 172.24.4.1 lives in "
+                         "the namespace pocketstack-outside (linuxbridge backend only; [network] external_network)")
 
     init = sub.add_parser("init", help="create or update the state dir without serving",
                           description="Create the schema, token keys, bootstrap data, catalog, "
@@ -226,6 +232,8 @@ def cmd_init(args, parser) -> int:
 def cmd_up(args, parser) -> int:
     started = time.perf_counter()
     cfg = _load(args)
+    if getattr(args, "external_network", None):
+        cfg.override("network", "external_network", args.external_network)
     _check_port(cfg.host, cfg.port)
     server, rt = _runtime(cfg)
     explicit = bool(os.environ.get("POCKETSTACK_ADMIN_PASSWORD"))
@@ -244,6 +252,13 @@ def cmd_up(args, parser) -> int:
           f"OS_CLIENT_CONFIG_FILE={cfg.state_dir / 'clouds.yaml'}")
     print(f"  openrc:       source {cfg.state_dir / 'openrc'}")
     print(f"  state dir:    {cfg.state_dir}  (database {rt.db.engine.url.render_as_string(hide_password=True)})")
+    from pocketstack.compute.service import banner_hint
+
+    if banner_hint(cfg):
+        print(banner_hint(cfg))
+    if (cfg.get("network", "backend") or "noop") == "noop":
+        print("  network:      no dataplane (noop); real networking as root: pocketstack up "
+              "--network-backend linuxbridge --external-network demo (docs/network-dataplane.md)")
     print(f"  ready in {time.perf_counter() - started:.2f}s; Ctrl-C stops", flush=True)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler
     # that was installed before it ran: with the defaults that is a KeyboardInterrupt (exit 130)

@@ -15,9 +15,14 @@
 #   dosfstools (mkfs.vfat): build the pocketstack-tiny test image
 #                           (pocketstack/compute/tinyimage.py, docs/compute-qemu.md);
 #                           the kernel itself is fetched by the build with apt-get download
+#   ssh (openssh-client)    tests/compute/test_real_cloud.py logs into real guests
 #   ip (iproute2), dnsmasq (dnsmasq-base), iptables: the `linuxbridge` network backend
 #                           (bridges, namespaces, DHCP, NAT; docs/network-dataplane.md); its
 #                           tests use busybox's udhcpc as the instances' DHCP client
+#   ebtables (ebtables)     its ARP / MAC anti-spoofing (security groups use iptables/ip6tables,
+#                           which come with iptables; docs/network-dataplane.md)
+#   novnc (its files under /usr/share/novnc): the browser VNC client pocketstack serves
+#                           at /compute/console/ (`openstack console url show --novnc`)
 set -euo pipefail
 
 # command -> Debian package
@@ -34,6 +39,8 @@ declare -A PACKAGES=(
     [ip]=iproute2
     [dnsmasq]=dnsmasq-base
     [iptables]=iptables
+    [ebtables]=ebtables
+    [ssh]=openssh-client
 )
 
 missing=()
@@ -42,6 +49,7 @@ for cmd in "${!PACKAGES[@]}"; do
         || missing+=("${PACKAGES[$cmd]}")
 done
 [ -e /usr/lib/syslinux/mbr/mbr.bin ] || missing+=(syslinux-common)
+[ -e /usr/share/novnc/vnc_lite.html ] || missing+=(novnc)
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-system-deps: nothing to do"

@@ -356,11 +356,47 @@ def network_settings(auth_url: str, user: str, password: str, project: str, doma
         net_id = net["network"]["id"]
         http_json("POST", f"{url}/subnets", {"subnet": {"network_id": net_id, "ip_version": 4, "name": "public-subnet",
                                                         "cidr": "172.24.4.0/24", "enable_dhcp": False}}, auth)
+    # devstack's shared default IPv4 subnet pool: what auto-allocated topologies carve from
+    _, pools, _ = http_json("GET", f"{url}/subnetpools?name=shared-default-subnetpool-v4", headers=auth)
+    if not pools.get("subnetpools"):
+        http_json("POST", f"{url}/subnetpools", {"subnetpool": {
+            "name": "shared-default-subnetpool-v4", "prefixes": ["10.0.0.0/22"], "default_prefixlen": 26,
+            "shared": True, "is_default": True}}, auth)
     _, exts, _ = http_json("GET", f"{url}/extensions", headers=auth)
     aliases = ",".join(sorted(e["alias"] for e in exts.get("extensions", []))) or "all"
     return {"network": {"public_network_id": net_id, "floating_network_name": "public"},
             "network-feature-enabled": {"ipv6": "true", "ipv6_subnet_attributes": "true",
                                         "api_extensions": aliases}}
+
+
+def volume_settings(auth_url: str, user: str, password: str, project: str, domain: str, types: set[str]) -> dict:
+    """Tempest's volume options: the microversion range of the version document, the vendor
+    and protocol the pool reports (Tempest compares them), and the features pocketstack has
+    (manage / unmanage of volumes and snapshots, named `volume-<id>` / `snapshot-<id>`).
+    Off: multi_backend (one backend per cloud), extend_attached_volume (compute does not
+    yet get the `volume-extended` event), encrypted volumes (no key manager)."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "password": password, "domain": {"name": domain}}}},
+        "scope": {"project": {"name": project, "domain": {"name": domain}}}}}
+    status, data, headers = http_json("POST", auth_url + "/auth/tokens", body)
+    if status != 201:
+        raise SetupError(f"cannot authenticate as {user}: HTTP {status}")
+    token = {k.lower(): v for k, v in headers.items()}["x-subject-token"]
+    url = next(ep["url"] for svc in data["token"]["catalog"] if svc["type"] in ("block-storage", "volumev3")
+               for ep in svc["endpoints"] if ep["interface"] == "public").rstrip("/")
+    _, versions, _ = http_json("GET", url.split("/v3")[0] + "/")
+    v3 = next(v for v in versions.get("versions", []) if v.get("id") == "v3.0")
+    _, pools, _ = http_json("GET", url + "/scheduler-stats/get_pools?detail=True", headers={"X-Auth-Token": token})
+    caps = (pools.get("pools") or [{}])[0].get("capabilities", {})
+    return {"volume": {"min_microversion": v3["min_version"], "max_microversion": v3["version"],
+                       "vendor_name": caps.get("vendor_name", "Open Source"),
+                       "storage_protocol": caps.get("storage_protocol", "iSCSI"),
+                       "backup_driver": "swift" if "object-store" in types else "posix",
+                       "manage_volume_ref": "source-name,volume-%s",
+                       "manage_snapshot_ref": "source-name,snapshot-%s"},
+            "volume-feature-enabled": {"manage_volume": "true", "manage_snapshot": "true",
+                                       "multi_backend": "false", "extend_attached_volume": "false",
+                                       "extend_attached_encrypted_volume": "false"}}
 
 
 # ---------------------------------------------------------------------------- workspace + conf
@@ -586,6 +622,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="extra pocketstack.conf setting for the started cloud (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream Tempest's own output")
+    p.add_argument("--validation", action="store_true",
+                   help="real instances: start the cloud with the qemu driver and the linuxbridge backend "
+                        "(root) and run Tempest's SSH validation on pocketstack-tiny (tools/tempest_validation.py)")
     args = p.parse_args(argv)
     if bool(args.list) == bool(args.regex):
         p.error("give either a list file or --regex")
@@ -614,6 +653,16 @@ def main(argv=None) -> int:
             print(f"tempest.py: --set wants SECTION.KEY=VALUE, not {item!r}", file=sys.stderr)
             return 2
         extra.append(m.groups())
+    validation = None
+    if args.validation:
+        from tempest_validation import ValidationCloud
+
+        if args.url or ValidationCloud.check():
+            print(f"tempest.py: {ValidationCloud.check() or '--validation starts its own cloud (no --url)'}",
+                  file=sys.stderr)
+            return 2
+        validation = ValidationCloud()
+        extra += validation.settings()
 
     cloud = None
     try:
@@ -632,6 +681,8 @@ def main(argv=None) -> int:
             cloud = Cloud(keep=args.keep_state, extra_settings=extra)
             cloud.start()
             base, password = cloud.url, cloud.password
+            if validation is not None:
+                validation.route_host()
         auth_url = base + "/v3"
         types = catalog_types(auth_url, args.admin_user, password, args.admin_project, args.admin_domain)
         extra_sections = {}
@@ -641,9 +692,16 @@ def main(argv=None) -> int:
         if "network" in types:
             extra_sections.update(network_settings(auth_url, args.admin_user, password, args.admin_project,
                                                    args.admin_domain))
+        if types & {"block-storage", "volumev3"}:
+            extra_sections.update(volume_settings(auth_url, args.admin_user, password, args.admin_project,
+                                                  args.admin_domain, types))
         if "object-store" in types:
             extra_sections.update(object_settings(auth_url, args.admin_user, password, args.admin_project,
                                                   args.admin_domain))
+        if validation is not None:  # after network_settings: its sections win
+            for name, values in validation.tempest_sections(auth_url, args.admin_user, password,
+                                                            args.admin_project, args.admin_domain).items():
+                extra_sections.setdefault(name, {}).update(values)
         write_conf(ws, auth_url=auth_url, admin_user=args.admin_user, admin_password=password,
                    admin_project=args.admin_project, admin_domain=args.admin_domain, region=args.region,
                    types=types, security_compliance=not (args.url and args.no_security_compliance),
@@ -696,6 +754,8 @@ def main(argv=None) -> int:
     finally:
         if cloud is not None:
             cloud.stop()
+        if validation is not None:
+            validation.cleanup(cloud.state_dir if cloud is not None else None)
 
     buckets = classify(expected, results)
     strict = wanted is not None and not args.allow_skips

@@ -86,6 +86,7 @@ UP_OPTIONS = {
     "public_url": ("pocketstack", "public_url"),
     "workers": ("pocketstack", "workers"),
     "fake_hosts": ("compute", "fake_hosts"),
+    "virt_driver": ("compute", "compute_driver"),
     "network_backend": ("network", "backend"),
 }
 
